@@ -1,0 +1,311 @@
+"""Image loading: the one door every input comes through.
+
+:func:`load_image` accepts a path, bytes, a binary file object, a PIL image or
+a uint8 array and returns a :class:`LoadedImage`: one or more C-contiguous RGB
+``uint8`` frames. It knows the format rules once, for every entry point:
+
+- limits are checked before decoding: the byte size (:data:`MAX_BYTES`) and the
+  pixel count read from the header (:data:`MAX_PIXELS`), so a decompression bomb
+  is refused without allocating its pixels;
+- only the formats in :data:`SUPPORTED_FORMATS` are decoded;
+- EXIF orientation is applied; every Pillow mode is converted to RGB, 16-bit and
+  float images by their real range, transparency composited over white;
+- animated GIF, WebP and APNG: every frame up to ``max_frames``, frames sampled
+  evenly beyond it, with their indices kept for the verdict's reasons.
+
+The caller's objects are never modified: arrays are only read, PIL images are
+copied before conversion.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from typing import IO, Final
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+
+from ._types import ImageInput, RGBArray
+from .errors import ImageLoadError, ImageTooLargeError, UnsupportedFormatError
+
+__all__ = [
+    "MAX_BYTES",
+    "MAX_FRAMES",
+    "MAX_PIXELS",
+    "SUPPORTED_FORMATS",
+    "LoadedImage",
+    "load_image",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_BYTES: Final = 64 * 1024 * 1024
+"""Default byte limit for encoded input (64 MiB)."""
+
+MAX_PIXELS: Final = 50_000_000
+"""Default limit on width x height of one frame (50 megapixels), read from the header."""
+
+MAX_FRAMES: Final = 16
+"""Default number of frames scored in an animated image; beyond it frames are sampled evenly."""
+
+SUPPORTED_FORMATS: Final = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM", "ICO"})
+"""Pillow format names that :func:`load_image` decodes."""
+
+_WHITE: Final = (255, 255, 255)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedImage:
+    """A decoded image: RGB frames ready for the embedders.
+
+    Attributes
+    ----------
+    frames : tuple of ndarray
+        ``HxWx3`` uint8 RGB arrays, read-only, in display order.
+    frame_indices : tuple of int
+        The index of each frame in the source animation (``(0,)`` for a still image).
+    n_frames : int
+        How many frames the source has in all.
+    format : str or None
+        Pillow's format name (``"PNG"``, ``"JPEG"``, ...) or None for arrays and in-memory images.
+    """
+
+    frames: tuple[RGBArray, ...]
+    frame_indices: tuple[int, ...]
+    n_frames: int
+    format: str | None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of the first frame."""
+        h, w = self.frames[0].shape[:2]
+        return (int(w), int(h))
+
+
+def load_image(
+    source: ImageInput,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    max_frames: int = MAX_FRAMES,
+) -> LoadedImage:
+    """Decode any supported input into RGB frames.
+
+    Parameters
+    ----------
+    source : path, bytes, binary file, PIL.Image.Image or ndarray
+        The image. Arrays must be ``uint8`` with shape ``HxW``, ``HxWx1``, ``HxWx3`` (RGB) or ``HxWx4`` (RGBA).
+    max_bytes : int, default MAX_BYTES
+        Refuse encoded input larger than this.
+    max_pixels : int, default MAX_PIXELS
+        Refuse frames with more pixels than this, judged from the header before decoding.
+    max_frames : int, default MAX_FRAMES
+        Decode at most this many frames of an animation, sampled evenly.
+
+    Returns
+    -------
+    LoadedImage
+
+    Raises
+    ------
+    ImageTooLargeError
+        Over ``max_bytes`` or ``max_pixels``.
+    UnsupportedFormatError
+        A format outside :data:`SUPPORTED_FORMATS`.
+    ImageLoadError
+        Anything else that cannot be read: empty, truncated, corrupt, not an image, a bad array.
+    TypeError
+        ``source`` is of a type genguard does not accept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = load_image(np.zeros((4, 6, 3), dtype=np.uint8))
+    >>> img.size, img.n_frames
+    ((6, 4), 1)
+    """
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+    if isinstance(source, np.ndarray):
+        return _from_array(source, max_pixels)
+    if isinstance(source, Image.Image):
+        _check_pixels(source.size, max_pixels)
+        return _from_pil(source, fmt=source.format, max_frames=max_frames)
+    data = _read_bytes(source, max_bytes)
+    return _decode(data, max_pixels=max_pixels, max_frames=max_frames)
+
+
+def _read_bytes(source: ImageInput, max_bytes: int) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        try:
+            size = os.path.getsize(path)
+            if size > max_bytes:
+                raise ImageTooLargeError(
+                    f"{path}: {size} bytes is over the limit of {max_bytes} bytes; "
+                    "raise max_bytes to accept it"
+                )
+            with open(path, "rb") as fh:
+                data = fh.read(max_bytes + 1)
+        except IsADirectoryError as exc:
+            raise ImageLoadError(f"{path} is a directory, not an image file") from exc
+        except OSError as exc:
+            raise ImageLoadError(f"could not read {path}: {exc.strerror or exc}") from exc
+    elif hasattr(source, "read"):
+        stream: IO[bytes] = source  # type: ignore[assignment]
+        try:
+            data = stream.read(max_bytes + 1)
+        except OSError as exc:
+            raise ImageLoadError(f"could not read from file object: {exc}") from exc
+        if not isinstance(data, bytes):
+            raise TypeError("file objects must be opened in binary mode ('rb')")
+    else:
+        raise TypeError(
+            f"cannot load an image from {type(source).__name__}; pass a path, bytes, "
+            "a binary file object, a PIL.Image.Image or a uint8 numpy array"
+        )
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"input is over the limit of {max_bytes} bytes; raise max_bytes to accept it")
+    if not data:
+        raise ImageLoadError("input is empty (0 bytes)")
+    return data
+
+
+def _decode(data: bytes, *, max_pixels: int, max_frames: int) -> LoadedImage:
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns, then raises, past its own global bomb limit; genguard checks its own limit below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=None)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"refused as a decompression bomb: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageLoadError(
+            f"not a recognised image ({len(data)} bytes starting {data[:8]!r}); "
+            f"supported formats: {', '.join(sorted(SUPPORTED_FORMATS))}"
+        ) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageLoadError(f"could not read image header: {exc}") from exc
+    with img:
+        if img.format not in SUPPORTED_FORMATS:
+            raise UnsupportedFormatError(
+                f"{img.format} images are not supported; supported formats: "
+                f"{', '.join(sorted(SUPPORTED_FORMATS))}"
+            )
+        _check_pixels(img.size, max_pixels)
+        return _from_pil(img, fmt=img.format, max_frames=max_frames)
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageLoadError(f"image has an empty size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}; "
+            "raise max_pixels to accept it"
+        )
+
+
+def _frame_indices(n_frames: int, max_frames: int) -> list[int]:
+    if n_frames <= max_frames:
+        return list(range(n_frames))
+    picks = np.linspace(0, n_frames - 1, num=max_frames)
+    return sorted({int(round(p)) for p in picks})
+
+
+def _from_pil(img: Image.Image, *, fmt: str | None, max_frames: int) -> LoadedImage:
+    n_frames = int(getattr(img, "n_frames", 1) or 1)
+    wanted = _frame_indices(n_frames, max_frames)
+    frames: list[RGBArray] = []
+    indices: list[int] = []
+    try:
+        if n_frames == 1:
+            frames.append(_to_rgb(img))
+            indices.append(0)
+        else:
+            wanted_set = set(wanted)
+            for i, frame in enumerate(ImageSequence.Iterator(img)):
+                if i in wanted_set:
+                    frames.append(_to_rgb(frame))
+                    indices.append(i)
+                if i >= wanted[-1]:
+                    break
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        raise ImageLoadError(f"could not decode image data ({fmt or 'image'}): {exc}") from exc
+    if not frames:
+        raise ImageLoadError(f"no decodable frame in {fmt or 'image'}")
+    return LoadedImage(frames=tuple(frames), frame_indices=tuple(indices), n_frames=n_frames, format=fmt)
+
+
+def _to_rgb(img: Image.Image) -> RGBArray:
+    """Convert one frame of any mode to a read-only RGB uint8 array, orientation applied."""
+    img.load()
+    out = ImageOps.exif_transpose(img) if img.getexif().get(0x0112, 1) != 1 else img
+    mode = out.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(out, dtype=np.float64)
+        finite = arr[np.isfinite(arr)]
+        if finite.size == 0:
+            arr = np.zeros(arr.shape, dtype=np.float64)
+        else:
+            lo, hi = _range_of(mode, finite)
+            arr = np.clip((np.nan_to_num(arr, nan=lo) - lo) / max(hi - lo, 1e-12), 0.0, 1.0) * 255.0
+        gray = np.rint(arr).astype(np.uint8)
+        return _readonly(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "P" and "transparency" in out.info:
+        out = out.convert("RGBA")
+    elif mode == "P":
+        out = out.convert("RGB")
+    if out.mode in ("RGBA", "LA", "RGBa", "La", "PA") or "transparency" in out.info:
+        rgba = out.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _WHITE + (255,))
+        out = Image.alpha_composite(background, rgba).convert("RGB")
+    elif out.mode != "RGB":
+        out = out.convert("RGB")
+    return _readonly(np.asarray(out, dtype=np.uint8))
+
+
+def _range_of(mode: str, values: npt.NDArray[np.float64]) -> tuple[float, float]:
+    if mode.startswith("I;16"):
+        return 0.0, 65535.0
+    if mode == "F" and values.min() >= 0.0 and values.max() <= 1.0:
+        return 0.0, 1.0
+    return float(values.min()), float(values.max())
+
+
+def _from_array(array: npt.NDArray[np.generic], max_pixels: int) -> LoadedImage:
+    if array.dtype != np.uint8:
+        raise ImageLoadError(
+            f"arrays must be uint8, got {array.dtype}; convert with (x * 255).astype(np.uint8) "
+            "for floats in [0, 1]"
+        )
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise ImageLoadError(
+            f"arrays must be HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA), got shape {array.shape}"
+        )
+    h, w, c = array.shape
+    _check_pixels((w, h), max_pixels)
+    if c == 1:
+        rgb = np.repeat(array, 3, axis=2)
+    elif c == 4:
+        alpha = array[:, :, 3:4].astype(np.uint16)
+        rgb = ((array[:, :, :3].astype(np.uint16) * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+    else:
+        rgb = array
+    return LoadedImage(frames=(_readonly(rgb),), frame_indices=(0,), n_frames=1, format=None)
+
+
+def _readonly(array: npt.NDArray[np.uint8]) -> RGBArray:
+    view = np.ascontiguousarray(array).view()
+    view.flags.writeable = False
+    return view

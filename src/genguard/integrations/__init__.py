@@ -1,0 +1,1 @@
+"""Integrations with image-generation frameworks and services."""

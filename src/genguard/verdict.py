@@ -1,0 +1,119 @@
+"""What a Guard returns for each image."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._types import Decision
+
+__all__ = ["Reason", "Scores", "Verdict"]
+
+_DECISIONS = ("allow", "review", "block")
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Calibrated risk scores in [0, 1]: a person under 18 is shown; the content is sexual."""
+
+    minor: float
+    sexual: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One machine-readable reason, with its details.
+
+    Codes
+    -----
+    ``minor_face``      a face scored as under 18 (``age``, ``score``, ``box``, ``frame``)
+    ``face``            a face found and scored as adult (same details)
+    ``no_face``         no face found, so the minor score is the head's no-face value
+    ``sexual_content``  the sexual score and what drove it (``open_nsfw``, ``nudenet``)
+    ``both_high``       both scores at or above their block thresholds
+    ``review_band``     both scores at or above their review thresholds
+    ``hash_match``      the image matched a blocklisted PDQ hash (``distance``)
+    ``load_error``      the image could not be read; see ``Verdict.error``
+    ``frames``          an animation: how many frames were scored and which decided
+    """
+
+    code: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, **dict(self.detail)}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision for one image, its scores and why.
+
+    Attributes
+    ----------
+    decision : {"allow", "review", "block"}
+    scores : Scores
+        For an animation, the scores of the deciding (worst) frame.
+    reasons : tuple of Reason
+    error : str or None
+        Why the image could not be read; the decision then follows ``on_error``.
+    frame : int or None
+        Index of the deciding frame in the source, None for unreadable input.
+    backbone : str
+        The backbone that produced the embedding.
+    head : str
+        Identifier of the head that produced the scores.
+
+    Examples
+    --------
+    >>> v = Verdict("allow", Scores(0.02, 0.01))
+    >>> v.blocked, Verdict.from_dict(v.to_dict()) == v
+    (False, True)
+    """
+
+    decision: Decision
+    scores: Scores
+    reasons: tuple[Reason, ...] = ()
+    error: str | None = None
+    frame: int | None = 0
+    backbone: str = ""
+    head: str = ""
+
+    def __post_init__(self) -> None:
+        if self.decision not in _DECISIONS:
+            raise ValueError(f"decision must be one of {_DECISIONS}, got {self.decision!r}")
+
+    @property
+    def blocked(self) -> bool:
+        """True when the decision is ``"block"``."""
+        return self.decision == "block"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; :meth:`from_dict` reverses it."""
+        return {
+            "decision": self.decision,
+            "blocked": self.blocked,
+            "scores": {"minor": self.scores.minor, "sexual": self.scores.sexual},
+            "reasons": [r.to_dict() for r in self.reasons],
+            "error": self.error,
+            "frame": self.frame,
+            "backbone": self.backbone,
+            "head": self.head,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        """Rebuild a verdict from :meth:`to_dict` output."""
+        reasons = tuple(
+            Reason(r["code"], {k: v for k, v in r.items() if k != "code"}) for r in data.get("reasons", ())
+        )
+        scores = data["scores"]
+        return cls(
+            decision=data["decision"],
+            scores=Scores(float(scores["minor"]), float(scores["sexual"])),
+            reasons=reasons,
+            error=data.get("error"),
+            frame=data.get("frame"),
+            backbone=data.get("backbone", ""),
+            head=data.get("head", ""),
+        )
