@@ -82,6 +82,13 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cache", default=None, help="embedding cache folder")
     _add_guard_options(e)
 
+    sc = sub.add_parser("scenes", help="build the scene set (faces pasted into benign backgrounds) and measure face recall")
+    sc.add_argument("--faces", required=True, help="UTKFace folder to take faces from (its val split)")
+    sc.add_argument("--out", required=True, help="folder for the scenes and manifest.csv (keep it outside the repository)")
+    sc.add_argument("--n", type=int, default=400, help="number of scenes (default: 400)")
+    sc.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    _add_guard_options(sc)
+
     h = sub.add_parser("hash", help="print PDQ hashes in blocklist format")
     h.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
 
@@ -251,6 +258,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_scenes(args: argparse.Namespace) -> int:
+    from .guard import Guard
+    from .scenes import build_scenes, face_recall
+
+    manifest = build_scenes(args.faces, args.out, n=args.n, seed=args.seed)
+    guard = Guard(args.backbone, **_guard_kwargs(args))
+    result = {"manifest": str(manifest), **face_recall(manifest, guard.embed)}
+    print(json.dumps(result, indent=2))
+    return EXIT_OK
+
+
 def _cmd_hash(args: argparse.Namespace) -> int:
     from .blocklist import hash_image
 
@@ -286,6 +304,7 @@ _COMMANDS: Final = {
     "classify": _cmd_classify,
     "train": _cmd_train,
     "eval": _cmd_eval,
+    "scenes": _cmd_scenes,
     "hash": _cmd_hash,
     "weights": _cmd_weights,
     "serve": _cmd_serve,

@@ -182,10 +182,18 @@ def load_dataset(
     raise ValueError(f"unknown dataset format {fmt!r}; use utkface, csv or folder")
 
 
-def split_of(path: str | os.PathLike[str], *, val_fraction: float = 0.2, salt: str = "genguard-split-v1") -> str:
-    """``"val"`` or ``"train"``, decided by a hash of the file name (deterministic, order-independent)."""
+def split_of(
+    path: str | os.PathLike[str], *, val_fraction: float = 0.2, calib_fraction: float = 0.15, salt: str = "genguard-split-v1"
+) -> str:
+    """``"val"``, ``"calib"`` or ``"train"``, decided by a hash of the file name (deterministic, order-independent).
+
+    ``val_fraction`` of all files are validation; ``calib_fraction`` of the rest calibrate and stop training.
+    """
     digest = hashlib.sha256(f"{salt}:{Path(path).name}".encode()).digest()
-    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < val_fraction:
+        return "val"
+    return "calib" if (u - val_fraction) / (1 - val_fraction) < calib_fraction else "train"
 
 
 def _limit(records: list[Record], limit: int | None) -> list[Record]:

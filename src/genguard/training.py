@@ -1,69 +1,328 @@
-"""Training heads: the prior head, and `genguard train` on labelled embeddings."""
+"""Training heads: `genguard train`.
+
+Recipe (deterministic for a given dataset and seed):
+
+1. embed every image through the embedding cache (first frame);
+2. split by a hash of the file name: train / calib / val (:func:`genguard.datasets.split_of`);
+3. minor branch: an MLP over face vectors trained with a multiple-instance loss,
+   ``BCE(max over the image's faces of the logit, label)``, so an image labelled
+   minor needs only one face scored high, and an adult image needs all faces low;
+   images without a face are left out of training (and counted);
+4. sexual branch: trained the same way (on image vectors) only where the data holds
+   both sexual and non-sexual labels; otherwise it keeps the prior's weights;
+5. early stopping on the calib split's loss; then Platt calibration
+   (``sigmoid(a z + b)``) on calib, and the minor threshold set on calib's adults for
+   the target false-positive rate;
+6. figures reported on the untouched val split.
+
+Rows may label one axis, both, or neither: each loss term sees only its labelled rows.
+"""
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
-from .embedders.bundled import FACE_DIM, IMAGE_DIM, NUDENET_LABELS
+from .datasets import Record, load_dataset, split_of
+from .embedders.base import ImageEmbedding
 from .head import Head, HeadMetadata
 from .policy import Policy
+from .priors import prior_head
 
-__all__ = ["SEXUAL_PRIOR_WEIGHTS", "prior_head"]
+__all__ = ["TrainingSet", "calibrate_platt", "fit_head", "train"]
 
 logger = logging.getLogger(__name__)
 
-# The sexual axis cannot be trained here: no sexual images may be used. Its
-# branch is set by hand over the bundled detectors' own outputs (see
-# models/MODEL_CARD.md): open_nsfw's logit, plus NudeNet's exposed-part scores.
-SEXUAL_PRIOR_WEIGHTS: dict[str, float] = {
-    "nsfw_logit": 1.0,
-    "FEMALE_GENITALIA_EXPOSED": 2.0,
-    "MALE_GENITALIA_EXPOSED": 2.0,
-    "ANUS_EXPOSED": 2.0,
-    "FEMALE_BREAST_EXPOSED": 2.0,
-    "BUTTOCKS_EXPOSED": 1.0,
-}
-SEXUAL_PRIOR_BIAS = 0.0
 
+@dataclass
+class TrainingSet:
+    """Flattened training rows: unit vectors with a segment id per image, and labels per image.
 
-def _set_sexual_prior(head: Head) -> None:
-    linear = head.sexual_net
-    assert isinstance(linear, torch.nn.Linear)
-    with torch.no_grad():
-        linear.weight.zero_()
-        linear.bias.fill_(SEXUAL_PRIOR_BIAS)
-        linear.weight[0, 0] = SEXUAL_PRIOR_WEIGHTS["nsfw_logit"]
-        for label, w in SEXUAL_PRIOR_WEIGHTS.items():
-            if label in NUDENET_LABELS:
-                linear.weight[0, 1 + NUDENET_LABELS.index(label)] = w
-
-
-def prior_head(feature_layout: dict[str, Any] | None = None) -> Head:
-    """The hand-set head for the bundled backbone, used before any training.
-
-    minor: ``sigmoid(-(age - 18) / 3)`` on the age network's expected age;
-    sexual: ``sigmoid(SEXUAL_PRIOR_WEIGHTS . features)``.
+    ``minor_x[k]`` belongs to image ``minor_seg[k]``; ``minor_y[i]`` is image i's label (nan: unknown).
     """
-    meta = HeadMetadata(
-        backbone="bundled",
-        minor_source="face",
-        minor_dim=FACE_DIM,
-        sexual_dim=IMAGE_DIM,
-        hidden=0,
-        name="bundled-prior-v1",
-        policy=Policy(minor_threshold=0.5, sexual_threshold=0.8, review_minor=0.25, review_sexual=0.4).to_dict(),
-        feature_layout=feature_layout or {},
-        provenance={"kind": "hand-set prior", "sexual": SEXUAL_PRIOR_WEIGHTS, "minor": "sigmoid(-(expected_age - 18) / 3)"},
-    )
+
+    minor_x: np.ndarray
+    minor_seg: np.ndarray
+    minor_y: np.ndarray
+    sexual_x: np.ndarray
+    sexual_y: np.ndarray
+
+    @classmethod
+    def from_embeddings(
+        cls, embeddings: Sequence[ImageEmbedding], minor: Sequence[int | None], sexual: Sequence[int | None], *, minor_source: str
+    ) -> TrainingSet:
+        xs, seg = [], []
+        for i, e in enumerate(embeddings):
+            units = [f.vector for f in e.faces] if minor_source == "face" else [e.vector]
+            xs.extend(units)
+            seg.extend([i] * len(units))
+        dim = embeddings[0].faces[0].vector.shape[0] if minor_source == "face" and xs else embeddings[0].vector.shape[0]
+        return cls(
+            minor_x=np.stack(xs).astype(np.float32) if xs else np.zeros((0, dim), np.float32),
+            minor_seg=np.asarray(seg, dtype=np.int64),
+            minor_y=np.array([np.nan if v is None else v for v in minor], dtype=np.float32),
+            sexual_x=np.stack([e.vector for e in embeddings]).astype(np.float32),
+            sexual_y=np.array([np.nan if v is None else v for v in sexual], dtype=np.float32),
+        )
+
+    def subset(self, images: np.ndarray) -> TrainingSet:
+        """Rows of the given image indices (renumbered)."""
+        remap = -np.ones(len(self.minor_y), dtype=np.int64)
+        remap[images] = np.arange(len(images))
+        keep = remap[self.minor_seg] >= 0
+        return TrainingSet(
+            self.minor_x[keep], remap[self.minor_seg[keep]], self.minor_y[images], self.sexual_x[images], self.sexual_y[images]
+        )
+
+    def image_logits(self, head: Head, axis: str) -> np.ndarray:
+        """Per-image uncalibrated logits (max over units for minor; nan for images without units)."""
+        with torch.inference_mode():
+            head.eval()
+            if axis == "sexual":
+                return head.sexual_logits(torch.from_numpy(self.sexual_x)).numpy()
+            z = head.minor_logits(torch.from_numpy(self.minor_x))
+            return _segment_max(z, torch.from_numpy(self.minor_seg), len(self.minor_y)).numpy()
+
+
+def _segment_max(values: torch.Tensor, seg: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.full((n,), float("nan"), dtype=values.dtype)
+    if len(values):
+        out = torch.full((n,), float("-inf"), dtype=values.dtype).scatter_reduce(0, seg, values, reduce="amax", include_self=True)
+        out = torch.where(torch.isinf(out), torch.full_like(out, float("nan")), out)
+    return out
+
+
+def _mil_loss(head: Head, ts: TrainingSet, axis: str, pos_weight: float) -> torch.Tensor:
+    y = torch.from_numpy(ts.minor_y if axis == "minor" else ts.sexual_y)
+    if axis == "minor":
+        z = _segment_max(head.minor_logits(torch.from_numpy(ts.minor_x)), torch.from_numpy(ts.minor_seg), len(y))
+    else:
+        z = head.sexual_logits(torch.from_numpy(ts.sexual_x))
+    mask = ~torch.isnan(y) & ~torch.isnan(z)
+    if not mask.any():
+        return torch.zeros(())
+    w = torch.where(y[mask] > 0.5, torch.tensor(pos_weight), torch.tensor(1.0))
+    return nn.functional.binary_cross_entropy_with_logits(z[mask], y[mask], weight=w)
+
+
+def _standardise(head: Head, ts: TrainingSet, axis: str) -> None:
+    x = ts.minor_x if axis == "minor" else ts.sexual_x
+    if len(x) < 2:
+        return
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-4
+    getattr(head, f"{axis}_mean").copy_(torch.from_numpy(mean))
+    getattr(head, f"{axis}_std").copy_(torch.from_numpy(std))
+
+
+def _both_classes(y: np.ndarray) -> bool:
+    known = y[~np.isnan(y)]
+    return bool(len(known)) and 0 < known.sum() < len(known)
+
+
+def fit_head(
+    head: Head,
+    train_set: TrainingSet,
+    stop_set: TrainingSet,
+    *,
+    epochs: int = 200,
+    patience: int = 15,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    batch_images: int = 512,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train the head's branches that have two-class labels; early stopping on ``stop_set`` loss.
+
+    Returns a summary: which axes were trained, epochs run, best stop-set loss per axis.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    summary: dict[str, Any] = {}
+    for axis in ("minor", "sexual"):
+        y = train_set.minor_y if axis == "minor" else train_set.sexual_y
+        if not _both_classes(y) or not _both_classes(stop_set.minor_y if axis == "minor" else stop_set.sexual_y):
+            summary[axis] = {"trained": False, "why": "needs both classes in train and calib splits; kept the prior"}
+            continue
+        net = head.minor_net if axis == "minor" else head.sexual_net
+        for m in net.modules():
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+        _standardise(head, train_set, axis)
+        known = y[~np.isnan(y)]
+        pos_weight = float((len(known) - known.sum()) / max(known.sum(), 1.0))
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+        best, best_state, stale, epoch = float("inf"), copy.deepcopy(net.state_dict()), 0, 0
+        n = len(y)
+        for epoch in range(1, epochs + 1):
+            head.train()
+            order = rng.permutation(n)
+            for start in range(0, n, batch_images):
+                batch = train_set.subset(np.sort(order[start : start + batch_images]))
+                loss = _mil_loss(head, batch, axis, pos_weight)
+                if loss.requires_grad:
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+            head.eval()
+            with torch.no_grad():
+                val = float(_mil_loss(head, stop_set, axis, pos_weight))
+            if val < best - 1e-5:
+                best, best_state, stale = val, copy.deepcopy(net.state_dict()), 0
+            else:
+                stale += 1
+                if stale >= patience:
+                    break
+        net.load_state_dict(best_state)
+        summary[axis] = {"trained": True, "epochs": epoch, "best_stop_loss": round(best, 5), "pos_weight": round(pos_weight, 3)}
+    head.eval()
+    return summary
+
+
+def calibrate_platt(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Fit ``p = sigmoid(a z + b)`` by maximum likelihood (L-BFGS); rows with nan are ignored."""
+    ok = ~np.isnan(logits) & ~np.isnan(labels)
+    z = torch.from_numpy(logits[ok].astype(np.float64))
+    y = torch.from_numpy(labels[ok].astype(np.float64))
+    a = torch.ones((), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([a, b], lr=0.5, max_iter=200)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(a * z + b, y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return {"a": float(a.detach()), "b": float(b.detach())}
+
+
+def threshold_for_fpr(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -> float:
+    """Smallest threshold whose false-positive rate on the negatives is at most ``target_fpr``."""
+    neg = np.sort(scores[(labels == 0) & ~np.isnan(scores)])[::-1]
+    if not len(neg):
+        raise ValueError("no negative rows to set a threshold on")
+    k = int(np.floor(target_fpr * len(neg)))  # at most k negatives may reach the threshold
+    t = float(np.nextafter(neg[k], np.inf)) if k < len(neg) else float(neg[-1])
+    return min(max(t, 1e-6), 1.0)
+
+
+def _embed_records(records: Sequence[Record], backbone: str, cache_dir: str | None, device: str, batch_size: int) -> tuple[Any, list[ImageEmbedding | None]]:
+    from tqdm import tqdm
+
+    from .cache import EmbeddingCache
+    from .embedders import create_embedder
+    from .imageio import load_image
+
+    embedder = create_embedder(backbone, device=device)
+    cache = EmbeddingCache(embedder, cache_dir)
+    with tqdm(total=len(records), desc="embedding", unit="img", mininterval=2.0) as bar:
+        embeddings = cache.embed_files([r.path for r in records], load_image, batch_size=batch_size, progress=bar.update)
+    return embedder, embeddings
+
+
+def train(
+    data: Sequence[str | os.PathLike[str]],
+    *,
+    out: str | os.PathLike[str],
+    backbone: str = "bundled",
+    format: str | None = None,
+    assume: dict[str, int] | None = None,
+    limit: int | None = None,
+    hidden: int = 256,
+    epochs: int = 200,
+    seed: int = 0,
+    target_fpr: float = 0.01,
+    cache_dir: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Train, calibrate and save a head; returns its metadata's metrics and provenance.
+
+    Writes ``OUT.safetensors`` and ``OUT.json``.
+    """
+    from .evaluation import compute_metrics
+
+    started = time.time()
+    records: list[Record] = []
+    for d in data:
+        records.extend(load_dataset(d, format=format, assume=assume, limit=limit))  # type: ignore[arg-type]
+    embedder, embeddings = _embed_records(records, backbone, None if cache_dir is None else str(cache_dir), device, batch_size)
+    ok = [i for i, e in enumerate(embeddings) if e is not None]
+    records = [records[i] for i in ok]
+    embs: list[ImageEmbedding] = [embeddings[i] for i in ok]  # type: ignore[misc]
+    split = np.array([split_of(r.path) for r in records])
+
+    prior = prior_head(embedder)
+    meta = copy.deepcopy(prior.metadata)
+    meta.hidden = hidden
+    meta.name = f"{backbone.split(':')[0]}-trained"
     head = Head(meta)
-    minor = head.minor_net
-    assert isinstance(minor, torch.nn.Linear)
-    with torch.no_grad():
-        minor.weight.zero_()
-        minor.weight[0, FACE_DIM - 1] = -100.0 / 3.0
-        minor.bias.fill_(6.0)
-    _set_sexual_prior(head)
-    return head
+    head.sexual_net.load_state_dict(prior.sexual_net.state_dict())
+    head.sexual_mean.copy_(prior.sexual_mean)
+    head.sexual_std.copy_(prior.sexual_std)
+
+    ts = TrainingSet.from_embeddings(embs, [r.minor for r in records], [r.sexual for r in records], minor_source=meta.minor_source)
+    parts = {name: ts.subset(np.flatnonzero(split == name)) for name in ("train", "calib", "val")}
+    summary = fit_head(head, parts["train"], parts["calib"], epochs=epochs, seed=seed)
+
+    calibration = copy.deepcopy(prior.metadata.calibration)
+    calibrated = dict(prior.metadata.calibrated)
+    for axis in ("minor", "sexual"):
+        if summary[axis]["trained"]:
+            calib = parts["calib"]
+            calibration[axis] = calibrate_platt(calib.image_logits(head, axis), calib.minor_y if axis == "minor" else calib.sexual_y)
+            calibrated[axis] = True
+    meta.calibration, meta.calibrated = calibration, calibrated
+
+    policy = Policy.from_dict(meta.policy)
+    if summary["minor"]["trained"]:
+        calib = parts["calib"]
+        p = head.calibrate("minor", torch.from_numpy(calib.image_logits(head, "minor"))).numpy()
+        t_minor = threshold_for_fpr(p, calib.minor_y, target_fpr)
+        policy = Policy(t_minor, policy.sexual_threshold, min(policy.review_minor, t_minor * 0.5), policy.review_sexual)
+    meta.policy = policy.to_dict()
+
+    rows = _rows(head, parts["val"], [r for r, s in zip(records, split) if s == "val"], policy)
+    meta.metrics = {"val": compute_metrics(rows, policy), "training": summary}
+    meta.provenance = {
+        **prior.metadata.provenance,
+        "data": [str(d) for d in data],
+        "format": format,
+        "assume": assume,
+        "limit": limit,
+        "n_images": len(records),
+        "n_without_faces": int(sum(1 for e in embs if not e.faces)) if meta.minor_source == "face" else 0,
+        "split_rule": "sha256('genguard-split-v1:' + file name): val 20%, calib 15% of the rest, train the rest",
+        "split_sizes": {k: int((split == k).sum()) for k in ("train", "calib", "val")},
+        "recipe": {"hidden": hidden, "epochs": epochs, "seed": seed, "target_fpr": target_fpr, "loss": "MIL max-over-faces BCE, class-balanced"},
+        "seconds": round(time.time() - started, 1),
+    }
+    meta.feature_layout = dict(embedder.feature_layout)
+    path = head.save(out)
+    logger.info("saved %s", path)
+    return {"head": str(Path(out).with_suffix("")), "metrics": meta.metrics, "policy": meta.policy, "provenance": meta.provenance}
+
+
+def _rows(head: Head, ts: TrainingSet, records: Sequence[Record], policy: Policy) -> list[dict[str, Any]]:
+    minor = head.calibrate("minor", torch.from_numpy(np.nan_to_num(ts.image_logits(head, "minor"), nan=-1e4))).numpy()
+    sexual = head.calibrate("sexual", torch.from_numpy(ts.image_logits(head, "sexual"))).numpy()
+    counts = np.bincount(ts.minor_seg, minlength=len(records))
+    rows = []
+    for i, r in enumerate(records):
+        m = float(minor[i]) if counts[i] else float(head.metadata.no_face_minor)
+        rows.append({
+            "path": str(r.path), "minor_label": r.minor, "sexual_label": r.sexual, "age": r.age, **dict(r.groups),
+            "minor": m, "sexual": float(sexual[i]), "decision": policy.decide(m, float(sexual[i])), "n_faces": int(counts[i]),
+        })
+    return rows
