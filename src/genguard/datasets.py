@@ -72,10 +72,9 @@ def iter_image_files(root: str | os.PathLike[str]) -> Iterator[Path]:
 def parse_utkface_name(name: str) -> tuple[int, str | None, str | None] | None:
     """``(age, gender, race)`` from a UTKFace file name; None when even the age is unreadable."""
     parts = name.split("_")
-    try:
-        age = int(parts[0])
-    except (ValueError, IndexError):
-        return None
+    if not (parts[0].isascii() and parts[0].isdigit()):
+        return None  # int() would also take "-5", "+7" and " 8", which are not UTKFace ages
+    age = int(parts[0])
     fields: list[int | None] = []
     for part in parts[1:3]:
         fields.append(int(part) if part.isdigit() and len(part) == 1 else None)
