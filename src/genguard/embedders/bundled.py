@@ -275,9 +275,14 @@ def _letterbox(frame: RGBArray, size: int) -> FloatArray:
     """NudeNet's input: pad bottom/right to a square, resize to ``size``, RGB in [0, 1], CHW."""
     h, w = frame.shape[:2]
     side = max(h, w)
+    if side * side > 4 * h * w:
+        # Extreme aspect ratio (1x20000): shrink first, so the canvas is never side x side (a MemoryError).
+        scale = size / side
+        frame = _resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))))
+        h, w, side = frame.shape[0], frame.shape[1], size
     square = np.zeros((side, side, 3), dtype=np.uint8)
     square[:h, :w] = frame
-    resized = _resize(square, (size, size))
+    resized = square if side == size else _resize(square, (size, size))
     return np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
 
 
