@@ -213,9 +213,18 @@ class Guard:
         frames = [f for it in items if it.loaded is not None for f in it.loaded.frames]
         embeddings: list[ImageEmbedding] = []
         size = self.batch_size
-        for start in range(0, len(frames), size):
-            embeddings.extend(self.embedder.embed(frames[start : start + size]))
-        scores = self.head.score(embeddings)
+        try:
+            for start in range(0, len(frames), size):
+                embeddings.extend(self.embedder.embed(frames[start : start + size]))
+            scores = self.head.score(embeddings)
+        except Exception as exc:  # one frame the models choke on must not lose the batch
+            if len(items) > 1:
+                logger.warning("scoring a batch failed (%r); scoring its images one by one", exc)
+                return [v for it in items for v in self._score_items([it])]
+            logger.error("could not score an image: %r", exc)
+            error = ImageLoadError(f"could not score this image: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            return [self._error_verdict(error)]
         verdicts, k = [], 0
         for it in items:
             if it.loaded is None:
