@@ -78,7 +78,8 @@ def test_zero_thresholds_block_a_benign_image_with_the_real_models(guard: Guard,
 def test_unreadable_bytes_follow_on_error(stub_guard: Callable[..., Guard], on_error: str) -> None:
     v = stub_guard(on_error=on_error).classify(b"this is not an image")
     assert v.decision == on_error
-    assert v.error and "not a recognised image" in v.error
+    assert isinstance(v.error, str) and v.error  # the loader's message; its wording is imageio's business
+    assert v.reasons[0].detail["type"].endswith("Error")
     assert v.frame is None
     assert _codes(v) == ["load_error"] and v.reasons[0].detail["on_error"] == on_error
     worst = 1.0 if on_error == "block" else 0.0
@@ -164,7 +165,6 @@ def test_caller_pil_image_is_not_modified(guard: Guard, benign_images: dict[str,
         assert (img.mode, img.size, img.tobytes(), dict(img.info)) == before
 
 
-@pytest.mark.xfail(strict=True, reason="imageio._from_pil seeks the caller's animated image and leaves it on its last frame")
 def test_caller_animated_pil_image_keeps_its_frame(stub_guard: Callable[..., Guard]) -> None:
     frames = [Image.fromarray(painted(0.1 * k, 0.1, 5)) for k in range(3)]
     buf = io.BytesIO()
