@@ -1,0 +1,249 @@
+"""Audit log: one record per verdict, never the image itself.
+
+Each record holds the time (UTC, ISO 8601), the subject, the image's sha256
+and PDQ hash, the scores, decision, reasons and the model versions. Records
+go to a JSON Lines file, rotated by size (``audit.jsonl``, ``audit.jsonl.1``,
+...), or to a SQLite database when the path ends in ``.sqlite`` or ``.db``.
+
+Both sinks are append-only and safe for concurrent writers: a JSON Lines
+record is written with a single ``write`` to a file opened with ``O_APPEND``,
+under an exclusive lock on ``PATH.lock`` (which also serialises rotation), so
+every line is one complete record even with many threads and processes. The
+SQLite table refuses updates and deletes with triggers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+from contextlib import closing
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ._types import ImageInput
+from .errors import GenguardError
+from .verdict import Verdict
+
+try:
+    import fcntl
+except ImportError:  # Windows: only threads of one process are serialised
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["AuditError", "AuditLog", "image_digests"]
+
+logger = logging.getLogger(__name__)
+
+_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+
+
+class AuditError(GenguardError, OSError):
+    """Raised when an audit record cannot be written or read."""
+
+
+def image_digests(image: ImageInput | None) -> dict[str, Any]:
+    """sha256 and PDQ hash of an image, without keeping it.
+
+    ``sha256`` is of the file's bytes for a path, the bytes themselves for bytes, and the raw
+    pixel buffer for arrays and PIL images. File objects are not read (that would consume
+    them), so their sha256 is None. ``pdq`` is None when the image cannot be decoded.
+
+    Examples
+    --------
+    >>> d = image_digests(b"not an image")
+    >>> d["sha256"][:12], d["pdq"]
+    ('5464533c9647', None)
+    """
+    sha: str | None = None
+    if isinstance(image, (str, os.PathLike)):
+        digest = hashlib.sha256()
+        try:
+            with open(image, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            sha = digest.hexdigest()
+        except OSError as exc:
+            logger.warning("audit: cannot read %s for its sha256: %s", os.fspath(image), exc)
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        sha = hashlib.sha256(image).hexdigest()
+    elif isinstance(image, np.ndarray):
+        sha = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+    elif isinstance(image, Image.Image):
+        sha = hashlib.sha256(image.tobytes()).hexdigest()
+    pdq: str | None = None
+    if image is not None and (sha is not None or isinstance(image, Image.Image)):
+        from .blocklist import hash_image
+
+        try:
+            pdq = hash_image(image)
+        except (GenguardError, OSError, ValueError) as exc:
+            logger.debug("audit: no PDQ hash: %s", exc)
+    return {"sha256": sha, "pdq": pdq}
+
+
+class AuditLog:
+    """Append one record per verdict to a JSON Lines file (rotated) or a SQLite database.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``*.sqlite``, ``*.sqlite3`` or ``*.db`` for SQLite, any other name for JSON Lines.
+        Parent folders are created.
+    max_bytes : int, default 100 MiB
+        Rotate the JSON Lines file before a record would take it past this size (0: never).
+    backups : int, default 10
+        Rotated files kept (``PATH.1`` is the newest); older ones are deleted.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from genguard import Verdict, Scores
+    >>> log = AuditLog(os.path.join(tempfile.mkdtemp(), "audit.jsonl"))
+    >>> log.record(Verdict("allow", Scores(0.1, 0.0)), subject="user-1")["decision"]
+    'allow'
+    >>> [r["subject"] for r in log.records()]
+    ['user-1']
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, max_bytes: int = 100 * 1024 * 1024, backups: int = 10) -> None:
+        if max_bytes < 0 or backups < 0:
+            raise ValueError(f"max_bytes and backups must be >= 0, got {max_bytes} and {backups}")
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.sqlite = self.path.suffix.lower() in _SQLITE_SUFFIXES
+        self._thread_lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.sqlite:
+                with closing(self._connect()) as conn:
+                    conn.executescript(_SQL_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise AuditError(f"cannot open audit log {str(self.path)!r}: {exc}") from exc
+
+    def record(
+        self, verdict: Verdict, *, subject: str | None = None, image: ImageInput | None = None, guard: Any = None
+    ) -> dict[str, Any]:
+        """Append a record for ``verdict`` and return it.
+
+        Parameters
+        ----------
+        verdict : Verdict
+        subject : str, optional
+            The user, API key or session id.
+        image : path, bytes, array or PIL image, optional
+            Hashed (sha256 and PDQ), never stored.
+        guard : Guard, optional
+            Its embedder name and head identifier are recorded (else the verdict's).
+
+        Raises
+        ------
+        AuditError
+            The record cannot be written.
+        """
+        from . import __version__
+
+        rec: dict[str, Any] = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+            "subject": subject,
+            **image_digests(image),
+            "decision": verdict.decision,
+            "scores": {"minor": verdict.scores.minor, "sexual": verdict.scores.sexual},
+            "reasons": [r.to_dict() for r in verdict.reasons],
+            "error": verdict.error,
+            "frame": verdict.frame,
+            "models": {
+                "backbone": guard.embedder.name if guard is not None else verdict.backbone,
+                "head": guard.head.identifier if guard is not None else verdict.head,
+                "genguard": __version__,
+            },
+        }
+        line = json.dumps(rec, separators=(",", ":"), default=str)
+        try:
+            self._append_sqlite(rec, line) if self.sqlite else self._append_line((line + "\n").encode("utf-8"))
+        except (OSError, sqlite3.Error) as exc:
+            raise AuditError(f"cannot append to audit log {str(self.path)!r}: {exc}") from exc
+        return rec
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every record, oldest first (rotated JSON Lines files included)."""
+        if self.sqlite:
+            with closing(self._connect()) as conn:
+                yield from (json.loads(row[0]) for row in conn.execute("SELECT record FROM audit ORDER BY id"))
+            return
+        files = [self.path.with_name(f"{self.path.name}.{i}") for i in range(self.backups, 0, -1)] + [self.path]
+        for f in files:
+            if f.exists():
+                with open(f, encoding="utf-8") as fh:
+                    yield from (json.loads(line) for line in fh if line.strip())
+
+    # ------------------------------------------------------------------ JSON Lines
+    def _append_line(self, data: bytes) -> None:
+        with self._thread_lock, open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            if fcntl is not None:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
+            if self.max_bytes and self.path.exists():
+                size = self.path.stat().st_size
+                if size and size + len(data) > self.max_bytes:
+                    self._rotate()
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(f"short write: {written} of {len(data)} bytes")
+            finally:
+                os.close(fd)
+
+    def _rotate(self) -> None:
+        if self.backups == 0:
+            os.truncate(self.path, 0)
+            return
+        name = self.path.name
+        oldest = self.path.with_name(f"{name}.{self.backups}")
+        if oldest.exists():
+            oldest.unlink()
+        for i in range(self.backups - 1, 0, -1):
+            src = self.path.with_name(f"{name}.{i}")
+            if src.exists():
+                src.rename(self.path.with_name(f"{name}.{i + 1}"))
+        self.path.rename(self.path.with_name(f"{name}.1"))
+        logger.info("rotated audit log %s", self.path)
+
+    # ------------------------------------------------------------------ SQLite
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30.0)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        return conn
+
+    def _append_sqlite(self, rec: dict[str, Any], line: str) -> None:
+        conn = self._connect()
+        try:
+            with conn:
+                conn.execute(
+                    "INSERT INTO audit (time, subject, decision, sha256, pdq, record) VALUES (?, ?, ?, ?, ?, ?)",
+                    (rec["time"], rec["subject"], rec["decision"], rec["sha256"], rec["pdq"], line),
+                )
+        finally:
+            conn.close()
+
+
+_SQL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, subject TEXT, decision TEXT NOT NULL,
+    sha256 TEXT, pdq TEXT, record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_subject_time ON audit (subject, time);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""

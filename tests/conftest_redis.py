@@ -1,0 +1,85 @@
+"""A real ``redis-server`` on loopback for the Redis backend tests (import :func:`redis_url` as a fixture).
+
+The server gets a free port and a temporary folder, keeps nothing on disk
+(``--save '' --appendonly no``), and is stopped after the session. Tests skip
+with a clear message only when the ``redis-server`` binary is absent (CI
+installs Debian's ``redis-server`` package).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+__all__ = ["RedisServer", "redis_url"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A ``redis-server`` child process on 127.0.0.1; :meth:`start` then :meth:`stop`."""
+
+    def __init__(self, binary: str, folder: Path) -> None:
+        self.binary, self.folder = binary, folder
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, attempts: int = 3, wait_s: float = 10.0) -> None:
+        import redis
+
+        for _ in range(attempts):  # another process may take the free port between bind and start
+            self.port = _free_port()
+            log = self.folder / f"redis-{self.port}.log"
+            self.process = subprocess.Popen(
+                [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.folder),
+                 "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", str(log)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            )
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and self.process.poll() is None:
+                try:
+                    if redis.Redis(port=self.port, socket_connect_timeout=0.5).ping():
+                        return
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+            self.stop()
+        raise RuntimeError(f"redis-server did not start after {attempts} attempts; see logs in {self.folder}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a fresh loopback ``redis-server`` for this test session."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server); Redis backend tests skipped")
+    pytest.importorskip("redis", reason="the redis package is not installed (pip install 'genguard[redis]')")
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
