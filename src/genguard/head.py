@@ -131,6 +131,11 @@ class Head(nn.Module):
     torch.Size([2])
     """
 
+    minor_mean: torch.Tensor
+    minor_std: torch.Tensor
+    sexual_mean: torch.Tensor
+    sexual_std: torch.Tensor
+
     def __init__(self, metadata: HeadMetadata) -> None:
         super().__init__()
         self.metadata = metadata
@@ -192,8 +197,8 @@ class Head(nn.Module):
             for e, s in zip(embeddings, sexual):
                 probs = tuple(float(p) for p in face_probs[k : k + len(e.faces)])
                 k += len(e.faces)
-                minor = max(probs) if probs else float(self.metadata.no_face_minor)
-                out.append(ImageScores(minor, float(s), probs))
+                image_minor = max(probs) if probs else float(self.metadata.no_face_minor)
+                out.append(ImageScores(image_minor, float(s), probs))
             return out
         finally:
             self.train(was_training)
