@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._types import ImageInput, OnError
+from ._types import Decision, ImageInput, OnError
 from .embedders import Embedder, ImageEmbedding, create_embedder
 from .errors import GenguardError, HeadError, ImageLoadError
 from .head import Head, ImageScores, default_head_path, load_head
@@ -240,7 +240,7 @@ class Guard:
         if self.on_error == "raise":
             raise error
         # Fail closed: an unreadable image is scored as the worst case on both axes.
-        decision = "block" if self.on_error == "block" else "allow"
+        decision: Decision = "block" if self.on_error == "block" else "allow"
         worst = 1.0 if decision == "block" else 0.0
         return Verdict(
             decision=decision,
