@@ -238,9 +238,12 @@ def load_head(path: str | os.PathLike[str], *, device: str = "cpu") -> Head:
             raise ModelFileError(f"head file {f} is missing; a head is a .safetensors file with a .json beside it")
     try:
         metadata = HeadMetadata.from_dict(json.loads(meta_path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
+        head = Head(metadata)  # bad sizes fail here, bad thresholds or calibration on the next line
+        _ = head.policy, [float(metadata.calibration[axis][k]) for axis in ("minor", "sexual") for k in ("a", "b")]
+    except HeadError:
+        raise
+    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
         raise HeadError(f"{meta_path} is not valid head metadata: {exc}") from exc
-    head = Head(metadata)
     try:
         state = load_file(str(weights), device="cpu")
         head.load_state_dict(state, strict=True)
