@@ -158,3 +158,23 @@ def test_shipped_head_matches_the_bundled_backbone() -> None:
 def test_no_shipped_head_for_other_backbones() -> None:
     with pytest.raises(ModelFileError, match="bundled"):
         default_head_path("clip:ViT-B-32/laion2b_s34b_b79k")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("minor_dim", "abc"),
+        ("minor_dim", -1),
+        ("hidden", None),
+        ("policy", {"minor_threshold": 3}),
+        ("policy", {"minor_treshold": 0.5}),
+        ("calibration", {"minor": {"a": 1.0}}),
+    ],
+)
+def test_malformed_metadata_values_raise_head_error_naming_the_file(tmp_path: Path, key: str, value: object) -> None:
+    _identity_head().save(tmp_path / "h")
+    meta = json.loads((tmp_path / "h.json").read_text())
+    meta[key] = value
+    (tmp_path / "h.json").write_text(json.dumps(meta))
+    with pytest.raises(HeadError, match="h.json"):
+        load_head(tmp_path / "h")
