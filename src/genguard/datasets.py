@@ -123,17 +123,22 @@ def load_csv(manifest: str | os.PathLike[str], *, limit: int | None = None) -> l
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or "path" not in reader.fieldnames:
             raise ValueError(f"{manifest}: a manifest needs a 'path' column, got columns {reader.fieldnames}")
-        for line, row in enumerate(reader, start=2):
+        for row in reader:
+            line = reader.line_num  # the file's line, also past blank lines and quoted newlines
+            if None in row or not (row["path"] or "").strip():
+                raise ValueError(f"{manifest}:{line}: a row needs a path and at most one value per column")
             path = Path(row["path"])
             path = path if path.is_absolute() else manifest.parent / path
-            age = row.get("age")
+            age = (row.get("age") or "").strip()
+            if age and not (age.isascii() and age.isdigit()):
+                raise ValueError(f"{manifest}:{line}: column 'age' must be whole years or blank, got {age!r}")
             groups = {k: v for k, v in row.items() if k not in ("path", "minor", "sexual", "age") and v}
             records.append(
                 Record(
                     path,
                     minor=_label(row.get("minor"), "minor", manifest, line),
                     sexual=_label(row.get("sexual"), "sexual", manifest, line),
-                    age=int(age) if age and age.strip().isdigit() else None,
+                    age=int(age) if age else None,
                     groups=groups,
                 )
             )
