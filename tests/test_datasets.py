@@ -61,19 +61,37 @@ def test_csv_manifest_with_blank_labels_and_groups(tmp_path: Path) -> None:
         "path,minor,sexual,age,source\n"
         "a.png,1,,7,web\n"
         "b.png,,0,,\n"
-        f"{tmp_path / 'c.png'},yes,False,notanage,gen\n"
+        "\n"
+        f"{tmp_path / 'c.png'},yes,False, 12 ,gen\n"
     )
     records = load_csv(tmp_path / "m.csv")
     assert records == [
         Record(tmp_path / "a.png", minor=1, sexual=None, age=7, groups={"source": "web"}),
         Record(tmp_path / "b.png", minor=None, sexual=0, age=None, groups={}),
-        Record(tmp_path / "c.png", minor=1, sexual=0, age=None, groups={"source": "gen"}),
+        Record(tmp_path / "c.png", minor=1, sexual=0, age=12, groups={"source": "gen"}),
     ]
 
 
-def test_csv_bad_label_names_the_file_line_and_column(tmp_path: Path) -> None:
-    (tmp_path / "m.csv").write_text("path,minor\na.png,0\nb.png,maybe\n")
-    with pytest.raises(ValueError, match=r"m\.csv:3: column 'minor'.*'maybe'"):
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("a.png,0,\nb.png,maybe,\n", r"m\.csv:3: column 'minor'.*'maybe'"),
+        ("a.png,0,\n\nb.png,,2\n", r"m\.csv:4: column 'sexual'.*'2'"),  # the file's line, past a blank one
+        ('"a\nb.png",0,\nc.png,1,x\n', r"m\.csv:4: column 'sexual'"),  # a quoted newline
+        ("a.png,0,0,,\n", r"m\.csv:2: .*one value per column"),
+        (",0,0\n", r"m\.csv:2: a row needs a path"),
+    ],
+)
+def test_csv_bad_values_name_the_file_line_and_column(tmp_path: Path, rows: str, message: str) -> None:
+    (tmp_path / "m.csv").write_text("path,minor,sexual\n" + rows)
+    with pytest.raises(ValueError, match=message):
+        load_csv(tmp_path / "m.csv")
+
+
+@pytest.mark.parametrize("age", ["-3", "seven", "7.5"])
+def test_csv_bad_age_is_refused(tmp_path: Path, age: str) -> None:
+    (tmp_path / "m.csv").write_text(f"path,age\na.png,{age}\n")
+    with pytest.raises(ValueError, match=r"m\.csv:2: column 'age'"):
         load_csv(tmp_path / "m.csv")
 
 
