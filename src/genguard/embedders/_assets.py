@@ -139,6 +139,11 @@ def onnx_session(
 
     ``threads`` sets onnxruntime's intra-op thread count; None keeps its default
     (one per physical core). Errors from onnx and onnxruntime are wrapped.
+
+    Sessions are tuned for a small, shared CPU: every graph optimisation on, one
+    inter-op thread (the models are chains, not branches), and no spin-waiting
+    between runs, so idle intra-op threads give their core back to the decode
+    threads and to dlib's face finding, which run beside onnxruntime.
     """
     import onnx
     import onnxruntime as ort
@@ -153,9 +158,11 @@ def onnx_session(
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
         if threads is not None:
             options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=list(providers))
     except ModelFileError:

@@ -12,7 +12,10 @@ For each frame it
 4. embeds the whole frame with open_nsfw (its NSFW logit and 1024-d penultimate
    layer) and NudeNet's highest score for each of its 18 classes.
 
-All ONNX models run batched: one call per model per batch of frames.
+All ONNX models run batched: one call per model per batch of frames (open_nsfw
+twice: whole frames, then face chips), and face finding overlaps the ONNX calls
+on a worker thread. The age model and the face open_nsfw call are skipped for
+a batch with no face; they only ever embed faces.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import math
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 import numpy as np
@@ -78,6 +82,7 @@ class BundledEmbedder:
         Where onnxruntime runs the models. ``"cuda"`` needs onnxruntime-gpu; without it the constructor raises.
     threads : int or None, default None
         onnxruntime intra-op threads per model; None uses one per physical core.
+        Face finding runs on one more thread beside them, overlapping the ONNX calls.
     max_faces : int, default 16
         Faces embedded per frame, largest first; more are ignored (and counted in the details).
     min_face : int, default 12
@@ -152,38 +157,33 @@ class BundledEmbedder:
 
     # ----------------------------------------------------------------- embed
     def embed(self, frames: Sequence[RGBArray]) -> list[ImageEmbedding]:
-        """Embed a batch of RGB frames; one :class:`ImageEmbedding` per frame, in order."""
+        """Embed a batch of RGB frames; one :class:`ImageEmbedding` per frame, in order.
+
+        NudeNet runs first, since its face boxes feed face finding. Face finding
+        and alignment (dlib: one thread, GIL released) then run on a worker
+        thread while onnxruntime scores the whole frames with open_nsfw on the
+        calling thread. The face chips follow in one open_nsfw call and one age
+        call; both are skipped when no face was found, since they only embed faces.
+        """
         if not frames:
             return []
         nude_scores, nude_faces = self._run_nudenet(frames)
-        boxes_per_frame = [self._find_faces(f, nf) for f, nf in zip(frames, nude_faces)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="genguard-faces") as pool:
+            pending = pool.submit(self._faces_and_chips, frames, nude_faces)
+            logits, nsfw_feats = self._run_nsfw(np.stack([_nsfw_whole(f) for f in frames]))
+            owners, age_chips, nsfw_chips = pending.result()
 
-        age_chips: list[npt.NDArray[np.uint8]] = []
-        nsfw_inputs: list[FloatArray] = [_nsfw_whole(f) for f in frames]
-        owners: list[tuple[int, Box, str, float]] = []
-        for i, (frame, boxes) in enumerate(zip(frames, boxes_per_frame)):
-            for box, detector, score in boxes:
-                chips = self._align(frame, box)
-                age_chips.append(chips[0])
-                nsfw_inputs.append(_nsfw_normalise(chips[1]))
-                owners.append((i, box, detector, score))
-
-        logits, nsfw_feats = self._run_nsfw(np.stack(nsfw_inputs))
-        if age_chips:
+        faces: list[list[FaceEmbedding]] = [[] for _ in frames]
+        if owners:
+            _, face_nsfw = self._run_nsfw(np.stack(nsfw_chips))
             age_feats, age_probs = self._run_age(np.stack(age_chips))
             ages = age_probs @ _AGE_BINS
-        else:
-            age_feats = np.zeros((0, 256), np.float32)
-            ages = np.zeros((0,), np.float32)
-
-        n = len(frames)
-        faces: list[list[FaceEmbedding]] = [[] for _ in frames]
-        for k, (i, box, detector, score) in enumerate(owners):
-            vector = np.concatenate([age_feats[k], nsfw_feats[n + k], [ages[k] / 100.0]]).astype(np.float32)
-            faces[i].append(FaceEmbedding(box=box, vector=vector, detector=detector, detector_score=score, age=float(ages[k])))
+            for k, (i, box, detector, score) in enumerate(owners):
+                vector = np.concatenate([age_feats[k], face_nsfw[k], [ages[k] / 100.0]]).astype(np.float32)
+                faces[i].append(FaceEmbedding(box=box, vector=vector, detector=detector, detector_score=score, age=float(ages[k])))
 
         results = []
-        for i in range(n):
+        for i in range(len(frames)):
             vector = np.concatenate([[logits[i]], nude_scores[i], nsfw_feats[i]]).astype(np.float32)
             exposed = {
                 label: round(float(s), 4)
@@ -193,6 +193,21 @@ class BundledEmbedder:
             details = {"open_nsfw": round(float(_sigmoid(logits[i])), 4), "nudenet": exposed}
             results.append(ImageEmbedding(vector=vector, faces=tuple(faces[i]), details=details))
         return results
+
+    def _faces_and_chips(
+        self, frames: Sequence[RGBArray], nude_faces: list[list[tuple[Box, float]]]
+    ) -> tuple[list[tuple[int, Box, str, float]], list[npt.NDArray[np.uint8]], list[FloatArray]]:
+        """Find and align every face of a batch: owners, 64 px age chips, normalised open_nsfw chips."""
+        owners: list[tuple[int, Box, str, float]] = []
+        age_chips: list[npt.NDArray[np.uint8]] = []
+        nsfw_chips: list[FloatArray] = []
+        for i, (frame, nf) in enumerate(zip(frames, nude_faces)):
+            for box, detector, score in self._find_faces(frame, nf):
+                age_chip, nsfw_chip = self._align(frame, box)
+                age_chips.append(age_chip)
+                nsfw_chips.append(_nsfw_normalise(nsfw_chip))
+                owners.append((i, box, detector, score))
+        return owners, age_chips, nsfw_chips
 
     # ---------------------------------------------------------------- models
     def _run_nudenet(self, frames: Sequence[RGBArray]) -> tuple[FloatArray, list[list[tuple[Box, float]]]]:
@@ -280,10 +295,14 @@ def _letterbox(frame: RGBArray, size: int) -> FloatArray:
         scale = size / side
         frame = _resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))))
         h, w, side = frame.shape[0], frame.shape[1], size
-    square = np.zeros((side, side, 3), dtype=np.uint8)
-    square[:h, :w] = frame
+    if h == w:
+        square = frame  # nothing to pad: skip the canvas and its copy
+    else:
+        square = np.zeros((side, side, 3), dtype=np.uint8)
+        square[:h, :w] = frame
     resized = square if side == size else _resize(square, (size, size))
-    return np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+    out = np.empty((3, size, size), dtype=np.float32)
+    return np.divide(resized.transpose(2, 0, 1), np.float32(255.0), out=out)
 
 
 def _nsfw_whole(frame: RGBArray) -> FloatArray:
