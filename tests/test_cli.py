@@ -175,6 +175,7 @@ def _cli(*argv: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "genguard.cli", *argv], input=stdin, capture_output=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_debug_shows_a_traceback_in_a_real_process() -> None:
     plain = _cli("classify", "--backbone", "resnet", str(EXAMPLES))
     debug = _cli("--debug", "classify", "--backbone", "resnet", str(EXAMPLES))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, painted, utkface_sample
+from conftest import EXAMPLES, ScoreEmbedder, ScoreHead, painted, utkface_sample
 from PIL import Image
 
 from genguard import Guard, HeadError, ImageLoadError, Policy, Verdict
@@ -105,6 +105,31 @@ def test_one_bad_image_does_not_spoil_the_batch(stub_guard: Callable[..., Guard]
     assert "int" in (vs[3].error or "")
 
 
+class _Flaky(ScoreEmbedder):
+    """Raises on any batch holding a frame painted with face age 255."""
+
+    def embed(self, frames: Any) -> Any:
+        if any(int(f[0, 0, 2]) == 255 for f in frames):
+            raise RuntimeError("boom")
+        return super().embed(frames)
+
+
+@pytest.mark.parametrize("on_error", ["block", "allow"])
+def test_a_frame_the_models_choke_on_gets_its_own_error_verdict(on_error: str) -> None:
+    g = Guard(embedder=_Flaky(), head=ScoreHead(POLICY), on_error=on_error, batch_size=4)
+    vs = g.classify_batch([painted(0.9, 0.9, 8), painted(0.1, 0.1, 255), painted(0.3, 0.5, 30)])
+    assert [v.decision for v in vs] == ["block", on_error, "review"]
+    assert [v.error is not None for v in vs] == [False, True, False]
+    assert "boom" in (vs[1].error or "")
+
+
+def test_a_model_failure_raises_under_on_error_raise() -> None:
+    g = Guard(embedder=_Flaky(), head=ScoreHead(POLICY), on_error="raise")
+    with pytest.raises(ImageLoadError) as info:
+        g.classify(painted(0.1, 0.1, 255))
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
 def test_batch_keeps_order_and_reports_progress(stub_guard: Callable[..., Guard]) -> None:
     g = stub_guard(head_policy=POLICY, batch_size=3)
     images = [painted(i / 10, 1 - i / 10, age=5) for i in range(10)]
@@ -127,8 +152,6 @@ def test_animation_is_decided_by_its_worst_frame(stub_guard: Callable[..., Guard
 
 
 def test_head_for_another_backbone_is_refused(guard: Guard) -> None:
-    from conftest import ScoreEmbedder
-
     with pytest.raises(HeadError, match="stub"):
         Guard(embedder=ScoreEmbedder(), head=guard.head)
 
@@ -147,13 +170,14 @@ def test_unknown_backbone_lists_the_known_ones() -> None:
 # ------------------------------------------------------------------ input safety
 def test_caller_array_is_not_modified(guard: Guard, benign_images: dict[str, Any]) -> None:
     image = benign_images["astronaut"]
-    rgba = np.dstack([image, np.full(image.shape[:2], 200, np.uint8)])
-    gray = image[:, :, 0]
-    for arr in (image, rgba, gray, image[::2, ::2]):
-        before = arr.copy()
-        guard.classify(arr)
-        guard.classify_batch([arr, arr])
-        np.testing.assert_array_equal(arr, before)
+    small = np.ascontiguousarray(image[::2, ::2])
+    rgba = np.dstack([small, np.full(small.shape[:2], 200, np.uint8)])
+    arrays = [image, rgba, small[:, :, 0], image[::2, ::2]]  # RGB, RGBA, grey, non-contiguous view
+    before = [a.copy() for a in arrays]
+    guard.classify(image)
+    guard.classify_batch(arrays)
+    for arr, copy in zip(arrays, before, strict=True):
+        np.testing.assert_array_equal(arr, copy)
         assert arr.flags.writeable and arr.dtype == np.uint8
 
 
