@@ -257,3 +257,47 @@ def test_empty_prompt_file_is_an_error(tiny_weights: Path, tmp_path: Path) -> No
     (prompts / "sexual.txt").write_text("# only a comment\n")
     with pytest.raises(GenguardError, match="sexual.txt"):
         zero_shot_head(ClipEmbedder(TINY, str(tiny_weights)), prompt_dir=prompts)
+
+
+# -------------------------------------------------------------- training
+def _colour_fields(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:
+    """Benign synthetic images whose two arbitrary 0/1 labels are carried by the red and blue levels."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        minor, sexual = i % 2, (i // 2) % 2
+        base = np.array([200 if minor else 40, 120, 200 if sexual else 40], np.float32)
+        image = np.clip(base + rng.normal(0, 25, (48, 48, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(image).save(folder / f"s{seed}-{i:03d}.png")
+        rows.append({"path": f"s{seed}-{i:03d}.png", "minor": minor, "sexual": sexual})
+    return rows
+
+
+def test_train_a_head_on_clip_embeddings(backbone: str, tmp_path: Path) -> None:
+    import csv
+
+    from genguard.cache import EmbeddingCache
+    from genguard.training import train
+
+    rows = _colour_fields(tmp_path / "data", 48, seed=1)
+    with open(tmp_path / "data" / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["path", "minor", "sexual"])
+        writer.writeheader()
+        writer.writerows(rows)
+    train([tmp_path / "data" / "labels.csv"], out=tmp_path / "head", backbone=backbone, hidden=8, epochs=40, cache_dir=tmp_path / "emb")
+
+    guard = Guard(backbone, head=tmp_path / "head")
+    meta = guard.head.metadata
+    assert meta.backbone == guard.embedder.name and meta.minor_source == "image" and meta.hidden == 8
+    assert meta.calibrated == {"minor": True, "sexual": True}
+    assert len(list(EmbeddingCache(guard.embedder, tmp_path / "emb").dir.rglob("*.npz"))) == 48
+
+    held_out = _colour_fields(tmp_path / "held_out", 16, seed=2)
+    verdicts = guard.classify_batch([tmp_path / "held_out" / r["path"] for r in held_out])
+    for axis in ("minor", "sexual"):
+        predicted = [getattr(v.scores, axis) >= 0.5 for v in verdicts]
+        accuracy = np.mean([p == bool(r[axis]) for p, r in zip(predicted, held_out)])
+        assert accuracy >= 0.9, (axis, accuracy)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from ._types import FloatArray
@@ -114,8 +115,8 @@ def _file_digests(prompt_dir: Path) -> tuple[str, dict[str, str]]:
     return combined, files
 
 
-def _direction(embedder: TextEmbedder, prompts: Sequence[str]) -> np.ndarray:
-    mean = np.asarray(embedder.encode_text(prompts), dtype=np.float64).mean(axis=0)
+def _direction(embedder: TextEmbedder, prompts: Sequence[str]) -> npt.NDArray[np.float64]:
+    mean: npt.NDArray[np.float64] = np.asarray(embedder.encode_text(prompts), dtype=np.float64).mean(axis=0)
     return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
@@ -172,6 +173,7 @@ def build_zero_shot_head(embedder: TextEmbedder, *, prompt_dir: str | os.PathLik
         for axis, (pos, neg) in PROMPT_FILES.items():
             w = scale * (_direction(embedder, read_prompts(folder / pos)) - _direction(embedder, read_prompts(folder / neg)))
             net = head.minor_net if axis == "minor" else head.sexual_net
+            assert isinstance(net, torch.nn.Linear)  # hidden=0: a linear branch, by construction above
             net.weight.copy_(torch.from_numpy(w.astype(np.float32)).reshape(1, dim))
             net.bias.zero_()
     head.eval()
