@@ -22,19 +22,21 @@ from __future__ import annotations
 import io
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 from typing import IO, Final
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._formats import count_gif_frames, sniff_unsupported
 from ._types import ImageInput, RGBArray
-from .errors import ImageLoadError, ImageTooLargeError, UnsupportedFormatError
+from .errors import GenguardError, ImageLoadError, ImageTooLargeError, UnsupportedFormatError
 
 __all__ = [
+    "MAX_ANIMATION_FRAMES",
     "MAX_BYTES",
+    "MAX_DECODED_PIXELS",
     "MAX_FRAMES",
     "MAX_PIXELS",
     "SUPPORTED_FORMATS",
@@ -53,8 +55,15 @@ MAX_PIXELS: Final = 50_000_000
 MAX_FRAMES: Final = 16
 """Default number of frames scored in an animated image; beyond it frames are sampled evenly."""
 
+MAX_ANIMATION_FRAMES: Final = 10_000
+"""Animations with more frames than this are refused (every frame must be walked to reach the sampled ones)."""
+
+MAX_DECODED_PIXELS: Final = 400_000_000
+"""Refuse an animation when frames x width x height is over this: decoders walk every frame up to the last one
+sampled, so this bounds the decode time (a few seconds on one core)."""
+
 SUPPORTED_FORMATS: Final = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM", "ICO"})
-"""Pillow format names that :func:`load_image` decodes."""
+"""Pillow format names that :func:`load_image` decodes; APNG is ``"PNG"``. Only these decoders are ever run."""
 
 _WHITE: Final = (255, 255, 255)
 
@@ -180,27 +189,32 @@ def _read_bytes(source: ImageInput, max_bytes: int) -> bytes:
 
 def _decode(data: bytes, *, max_pixels: int, max_frames: int) -> LoadedImage:
     try:
-        with warnings.catch_warnings():
-            # Pillow warns, then raises, past its own global bomb limit; genguard checks its own limit below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=None)
+        # Only genguard's own formats are tried: no other Pillow plugin ever parses hostile bytes.
+        img = Image.open(io.BytesIO(data), formats=_open_formats())
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"refused as a decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
+        other = sniff_unsupported(data)
+        if other is not None:
+            raise UnsupportedFormatError(
+                f"{other} is not a supported image format; supported: {', '.join(sorted(SUPPORTED_FORMATS))}"
+            ) from exc
         raise ImageLoadError(
             f"not a recognised image ({len(data)} bytes starting {data[:8]!r}); "
             f"supported formats: {', '.join(sorted(SUPPORTED_FORMATS))}"
         ) from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageLoadError(f"could not read image header: {exc}") from exc
+    except Exception as exc:  # Pillow's header parsers raise many types on hostile input
+        raise ImageLoadError(f"could not read image header: {type(exc).__name__}: {exc}") from exc
     with img:
-        if img.format not in SUPPORTED_FORMATS:
-            raise UnsupportedFormatError(
-                f"{img.format} images are not supported; supported formats: "
-                f"{', '.join(sorted(SUPPORTED_FORMATS))}"
-            )
         _check_pixels(img.size, max_pixels)
+        if img.format == "GIF" and count_gif_frames(data, MAX_ANIMATION_FRAMES) > MAX_ANIMATION_FRAMES:
+            raise ImageTooLargeError(f"GIF has more than {MAX_ANIMATION_FRAMES} frames; refused before decoding")
         return _from_pil(img, fmt=img.format, max_frames=max_frames)
+
+
+def _open_formats() -> list[str]:
+    Image.init()
+    return [f for f in sorted(SUPPORTED_FORMATS) if f in Image.OPEN]  # MPO is opened by the JPEG plugin
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
@@ -222,27 +236,41 @@ def _frame_indices(n_frames: int, max_frames: int) -> list[int]:
 
 
 def _from_pil(img: Image.Image, *, fmt: str | None, max_frames: int) -> LoadedImage:
-    n_frames = int(getattr(img, "n_frames", 1) or 1)
+    try:
+        n_frames = int(getattr(img, "n_frames", 1) or 1)
+    except Exception as exc:
+        raise ImageLoadError(f"could not count the frames of {fmt or 'image'}: {exc}") from exc
+    w, h = img.size
+    if n_frames > MAX_ANIMATION_FRAMES or (n_frames > 1 and n_frames * w * h > MAX_DECODED_PIXELS):
+        raise ImageTooLargeError(
+            f"animation of {n_frames} frames of {w}x{h} is over the limits of {MAX_ANIMATION_FRAMES} frames "
+            f"and {MAX_DECODED_PIXELS} decoded pixels; refused before decoding"
+        )
     wanted = _frame_indices(n_frames, max_frames)
     frames: list[RGBArray] = []
-    indices: list[int] = []
+    start = img.tell() if n_frames > 1 else 0
     try:
         if n_frames == 1:
             frames.append(_to_rgb(img))
-            indices.append(0)
         else:
             wanted_set = set(wanted)
-            for i, frame in enumerate(ImageSequence.Iterator(img)):
+            for i in range(wanted[-1] + 1):  # decoders compose each frame on the last: walk them in order
+                img.seek(i)
                 if i in wanted_set:
-                    frames.append(_to_rgb(frame))
-                    indices.append(i)
-                if i >= wanted[-1]:
-                    break
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
-        raise ImageLoadError(f"could not decode image data ({fmt or 'image'}): {exc}") from exc
-    if not frames:
+                    frames.append(_to_rgb(img))
+    except GenguardError:
+        raise
+    except Exception as exc:  # truncated data, bad CRC, broken LZW, MemoryError...: never a crash
+        raise ImageLoadError(f"could not decode image data ({fmt or 'image'}): {type(exc).__name__}: {exc}") from exc
+    finally:
+        if n_frames > 1:
+            try:
+                img.seek(start)  # leave a caller's PIL image on the frame it was on
+            except Exception:  # noqa: BLE001 - a broken stream already reported above
+                logger.debug("could not seek back to frame %d", start)
+    if len(frames) != len(wanted):
         raise ImageLoadError(f"no decodable frame in {fmt or 'image'}")
-    return LoadedImage(frames=tuple(frames), frame_indices=tuple(indices), n_frames=n_frames, format=fmt)
+    return LoadedImage(frames=tuple(frames), frame_indices=tuple(wanted), n_frames=n_frames, format=fmt)
 
 
 def _to_rgb(img: Image.Image) -> RGBArray:
