@@ -172,7 +172,10 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def _cli(*argv: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "genguard.cli", *argv], input=stdin, capture_output=True, timeout=300)
+    """Run the installed ``genguard`` script (the README's command), or the module where it is not installed."""
+    script = Path(sys.executable).with_name("genguard")
+    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "genguard.cli"]
+    return subprocess.run([*cmd, *argv], input=stdin, capture_output=True, timeout=300)
 
 
 @pytest.mark.slow

@@ -258,6 +258,23 @@ def test_scenes_without_people_are_allowed(guard: Guard, benign_images: dict[str
         assert 0.0 <= v.scores.minor <= 1.0 and 0.0 <= v.scores.sexual <= 1.0
 
 
+def test_one_guard_can_be_shared_by_threads(guard: Guard, benign_images: dict[str, Any]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [benign_images["astronaut"], benign_images["chelsea"]] * 2
+    expected = [guard.classify(x) for x in images[:2]] * 2
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(guard.classify, images))
+    for g, e in zip(got, expected, strict=True):
+        assert g.decision == e.decision and _codes(g) == _codes(e)
+        assert g.scores.minor == pytest.approx(e.scores.minor, abs=1e-5)
+
+
+def test_embed_returns_the_backbone_embedding_of_each_frame(guard: Guard, benign_images: dict[str, Any]) -> None:
+    (e,) = guard.embed(benign_images["astronaut"])
+    assert len(e.faces) == 1 and e.vector.shape == (guard.embedder.image_dim,)
+
+
 @pytest.mark.slow
 @pytest.mark.utkface
 def test_young_children_score_high_and_adults_low(guard: Guard, utkface_dir: Path) -> None:
