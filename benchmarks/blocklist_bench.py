@@ -50,8 +50,12 @@ def bench_size(n: int, queries: int, max_distance: int, rng: np.random.Generator
         load_s = time.perf_counter() - t0
     hits = [_flip(words[rng.integers(n)], rng, int(rng.integers(0, max_distance + 1))) for _ in range(queries // 2)]
     misses = [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(queries - len(hits))]
-    out: dict[str, object] = {"listed": len(bl), "load_from_file_s": load_s, "indexed": bl._index is not None}
     index = bl._index
+    memory = bl._words.nbytes + sum(o.nbytes + i.nbytes for o, i in index or ())
+    out: dict[str, object] = {"listed": len(bl), "load_from_file_s": load_s, "indexed": index is not None, "memory_mb": memory / 1e6}
+    bl.match(misses[0])  # warm up
+    bl._index = None
+    bl.match(misses[0])  # warm up the scan (its column copy is made on first use)
     for label, use_index in (("multi_index", True), ("brute_force", False)):
         if use_index and index is None:
             continue
@@ -128,7 +132,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     results = {"machine": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
                "max_distance": args.max_distance, "sizes": {}}
-    print(f"{'listed':>9} {'load s':>7} {'method':>12} {'hit med ms':>10} {'hit p95':>8} {'miss med ms':>11} {'miss p95':>8}")
+    print(f"{'listed':>9} {'load s':>7} {'MB':>6} {'method':>12} {'hit med ms':>10} {'hit p95':>8} {'miss med ms':>11} {'miss p95':>8}")
     for n in (int(s) for s in args.sizes.split(",")):
         r = bench_size(n, args.queries, args.max_distance, rng)
         results["sizes"][str(n)] = r
@@ -137,7 +141,7 @@ def main() -> None:
                 continue
             hit, miss = r[f"{label}_hit"], r[f"{label}_miss"]
             assert hit["matched"] == hit["queries"] and miss["matched"] == 0, "wrong answers"
-            print(f"{n:>9} {r['load_from_file_s']:>7.2f} {label:>12} {hit['median_ms']:>10.3f} {hit['p95_ms']:>8.3f} "
+            print(f"{n:>9} {r['load_from_file_s']:>7.2f} {r['memory_mb']:>6.1f} {label:>12} {hit['median_ms']:>10.3f} {hit['p95_ms']:>8.3f} "
                   f"{miss['median_ms']:>11.3f} {miss['p95_ms']:>8.3f}")
     rows = robustness()
     results["robustness"] = rows

@@ -8,7 +8,8 @@ Usage::
 
 An update is one ``AttemptMonitor.record`` call that stores an event (blocked or
 near miss, alternating) for one of 100 subjects and returns the escalation, i.e.
-one write transaction plus the window counts. Each backend is measured with one
+one write transaction plus the window counts. Each case runs ``--repeat`` times
+(the median is reported, with the range). Each backend is measured with one
 thread, several threads sharing a monitor, and several processes each with its
 own monitor on the same store. At the end the stored counts are checked against
 the number of updates made, so a run that lost counts fails loudly.
@@ -108,6 +109,7 @@ def _start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str] | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--updates", type=int, default=4000, help="updates per case")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case; the median is reported")
     parser.add_argument("--workers", type=int, default=4, help="threads / processes in the concurrent cases")
     parser.add_argument("--redis-url", default=None, help="use this Redis instead of starting a loopback redis-server")
     parser.add_argument("--out", default="/tmp/genguard_monitor_bench.json", help="JSON results path")
@@ -125,13 +127,16 @@ def main() -> None:
             else:
                 print("redis-server not installed: Redis not measured")
         try:
-            print(f"{'backend':>8} {'mode':>10} {'workers':>7} {'updates':>8} {'seconds':>8} {'updates/s':>10}")
+            print(f"{'backend':>8} {'mode':>10} {'workers':>7} {'updates':>8} {'median/s':>9} {'min/s':>7} {'max/s':>7}")
             for name, target in backends.items():
                 for mode, workers in (("threads", 1), ("threads", args.workers), ("processes", args.workers)):
-                    case = f"{mode}-{workers}"
-                    r = {"backend": name, **run_case(target.format(case=case), mode, workers, args.updates)}
-                    results["cases"].append(r)
-                    print(f"{name:>8} {mode:>10} {workers:>7} {r['updates']:>8} {r['seconds']:>8.2f} {r['updates_per_s']:>10.0f}")
+                    runs = [run_case(target.format(case=f"{mode}-{workers}-{k}"), mode, workers, args.updates)
+                            for k in range(args.repeat)]
+                    rates = sorted(r["updates_per_s"] for r in runs)
+                    median = rates[len(rates) // 2]
+                    results["cases"].append({"backend": name, "mode": mode, "workers": workers, "updates": runs[0]["updates"],
+                                             "updates_per_s_median": median, "runs": runs})
+                    print(f"{name:>8} {mode:>10} {workers:>7} {runs[0]['updates']:>8} {median:>9.0f} {rates[0]:>7.0f} {rates[-1]:>7.0f}")
         finally:
             if started is not None:
                 started[0].terminate()

@@ -174,7 +174,7 @@ class Blocklist:
             words = words[np.lexsort(words.T[::-1])]
             words = words[np.concatenate(([True], np.any(words[1:] != words[:-1], axis=1)))]
         self._words = np.ascontiguousarray(words)
-        self._columns = np.ascontiguousarray(words.T)  # (4, N): one contiguous pass per word
+        self._columns: npt.NDArray[np.uint64] | None = None  # (4, N) copy for the scan, made when first needed
         self._index: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]] | None = None
         if self.max_distance <= _MIH_MAX_DISTANCE and len(words) >= 4096:
             self._build_index()
@@ -263,6 +263,8 @@ class Blocklist:
         q = _words(_to_bytes(value))[0]
         candidates = self._candidates(q)
         if candidates is None:
+            if self._columns is None:
+                self._columns = np.ascontiguousarray(self._words.T)  # one contiguous pass per word
             cols = self._columns
             dist = np.bitwise_count(cols[0] ^ q[0]).astype(np.uint16)
             for w in range(1, 4):
