@@ -132,6 +132,17 @@ def test_missing_tag_weights_name_model_file_and_remedies(tmp_path: Path) -> Non
         assert part in msg
 
 
+def test_tag_weights_found_in_the_hub_cache(tmp_path: Path) -> None:
+    repo = tmp_path / "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"")  # located, not loaded
+    found = resolve_weights("ViT-B-32", "laion2b_s34b_b79k", cache_dir=tmp_path)
+    assert found == snapshot / "open_clip_model.safetensors"
+
+
 def test_pickles_are_refused(tmp_path: Path) -> None:
     pickle_file = tmp_path / "model.pt"
     pickle_file.write_bytes(b"never read")
@@ -301,3 +312,13 @@ def test_train_a_head_on_clip_embeddings(backbone: str, tmp_path: Path) -> None:
         predicted = [getattr(v.scores, axis) >= 0.5 for v in verdicts]
         accuracy = np.mean([p == bool(r[axis]) for p, r in zip(predicted, held_out)])
         assert accuracy >= 0.9, (axis, accuracy)
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    from genguard import zeroshot
+    from genguard.embedders import _clip_weights, clip
+
+    for module in (zeroshot, clip, _clip_weights):
+        assert doctest.testmod(module, raise_on_error=False).failed == 0

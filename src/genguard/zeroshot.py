@@ -138,7 +138,7 @@ def build_zero_shot_head(embedder: TextEmbedder, *, prompt_dir: str | os.PathLik
     Examples
     --------
     >>> head = build_zero_shot_head(ClipEmbedder("ViT-B-32", "laion2b_s34b_b79k"))  # doctest: +SKIP
-    >>> head.metadata.calibrated
+    >>> head.metadata.calibrated                                                     # doctest: +SKIP
     {'minor': False, 'sexual': False}
     """
     folder = Path(prompt_dir) if prompt_dir is not None else default_prompt_dir()

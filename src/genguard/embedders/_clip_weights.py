@@ -205,6 +205,9 @@ def download_weights(backbone: str = "clip", cache_dir: str | os.PathLike[str] |
     try:
         path = download_pretrained_from_hf(repo, filename=filename, cache_dir=None if cache_dir is None else str(cache_dir))
     except Exception as exc:
-        raise GenguardError(f"downloading {filename} of hf.co/{repo} failed: {exc}") from exc
+        raise GenguardError(
+            f"downloading {filename} of hf.co/{repo} failed: {exc}. genguard fetches only safetensors files; "
+            "if this tag publishes only a pickle, convert it on a trusted machine (see docs/clip.md)"
+        ) from exc
     logger.info("downloaded %s", path)
     return Path(path)
