@@ -133,7 +133,7 @@ class ClipEmbedder:
     @property
     def feature_layout(self) -> Mapping[str, Any]:
         """The image vector is one L2-normalised CLIP embedding."""
-        return {"image": {"clip": [0, self._image_dim]}, "l2_normalised": True, "weights": self.weights_path.name}
+        return {"image": {"clip": [0, self._image_dim]}, "l2_normalised": True}
 
     @property
     def logit_scale(self) -> float:
@@ -159,7 +159,7 @@ class ClipEmbedder:
         import open_clip
         import torch
 
-        if self._tokenizer is None:  # built on first use: a CLIP tokenizer takes about a second to load
+        if self._tokenizer is None:  # built on first use, and only for zero-shot heads
             self._tokenizer = open_clip.get_tokenizer(self.model_name)
         tokens = self._tokenizer(list(texts)).to(self.device)
         with torch.inference_mode():
