@@ -1,0 +1,126 @@
+"""The bundled embedder's speed work changes no result: sessions, letterbox, the face worker, skips, CUDA.
+
+Speed itself is measured in benchmarks/, never here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+import pytest
+
+from genguard import Guard
+from genguard.embedders import _assets, bundled
+
+
+def _reference_letterbox(frame: np.ndarray, size: int) -> np.ndarray:
+    """The letterbox as first written: pad to a square canvas, resize, scale to [0, 1], CHW."""
+    h, w = frame.shape[:2]
+    side = max(h, w)
+    square = np.zeros((side, side, 3), dtype=np.uint8)
+    square[:h, :w] = frame
+    resized = square if side == size else bundled._resize(square, (size, size))
+    return np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+
+
+class _Inline:
+    """A stand-in for the face-finding thread pool that runs each task at once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args))
+        return future
+
+
+class _CountingSession:
+    def __init__(self, session: Any) -> None:
+        self.session, self.calls = session, 0
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.session.run(*args, **kwargs)
+
+
+def test_sessions_respect_threads_and_do_not_spin() -> None:
+    session = _assets.onnx_session("age", threads=1)
+    options = session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.inter_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+@pytest.mark.parametrize("shape", [(1024, 1024), (320, 320), (700, 1000), (1000, 700), (999, 1000)])
+def test_letterbox_matches_the_padded_reference_bit_for_bit(shape: tuple[int, int]) -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    frame.flags.writeable = False  # frames from load_image are read-only
+    out = bundled._letterbox(frame, 320)
+    assert out.shape == (3, 320, 320) and out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, _reference_letterbox(frame, 320))
+
+
+def test_face_worker_gives_the_same_embeddings_as_inline(
+    guard: Guard, benign_images: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = [benign_images["astronaut"], benign_images["coffee"]]
+    threaded = guard.embedder.embed(frames)
+    monkeypatch.setattr(bundled, "ThreadPoolExecutor", _Inline)
+    inline = guard.embedder.embed(frames)
+    assert len(threaded[0].faces) >= 1
+    for a, b in zip(threaded, inline):
+        np.testing.assert_array_equal(a.vector, b.vector)
+        assert [f.box for f in a.faces] == [f.box for f in b.faces]
+        for fa, fb in zip(a.faces, b.faces):
+            np.testing.assert_array_equal(fa.vector, fb.vector)
+
+
+def test_face_models_are_skipped_only_when_no_face_is_found(guard: Guard, benign_images: dict[str, Any]) -> None:
+    emb = bundled.BundledEmbedder()
+    emb._age = age = _CountingSession(emb._age)  # type: ignore[assignment]
+    emb._nsfw = nsfw = _CountingSession(emb._nsfw)  # type: ignore[assignment]
+    no_faces = emb.embed([benign_images["coffee"]])
+    assert no_faces[0].faces == () and age.calls == 0 and nsfw.calls == 1
+    with_face = emb.embed([benign_images["astronaut"]])
+    assert with_face[0].faces and age.calls == 1 and nsfw.calls == 3
+
+
+def test_face_finding_errors_reach_the_caller(benign_images: dict[str, Any]) -> None:
+    emb = bundled.BundledEmbedder()
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("dlib failed")
+
+    emb._find_faces = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="dlib failed"):
+        emb.embed([benign_images["astronaut"]])
+
+
+def _has_cuda() -> bool:
+    import onnxruntime as ort
+    import torch
+
+    return "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _has_cuda(), reason="needs a GPU with onnxruntime-gpu and CUDA torch")
+def test_cuda_runs_onnx_and_the_head_on_the_gpu(benign_images: dict[str, Any]) -> None:
+    gpu = Guard(device="cuda")
+    emb: Any = gpu.embedder
+    for session in (emb._age, emb._nsfw, emb._nudenet):
+        assert session.get_providers()[0] == "CUDAExecutionProvider"
+    assert gpu.head.minor_mean.device.type == "cuda"
+    cpu = Guard()
+    a, b = gpu.classify(benign_images["astronaut"]), cpu.classify(benign_images["astronaut"])
+    assert a.decision == b.decision
+    assert abs(a.scores.minor - b.scores.minor) < 1e-3 and abs(a.scores.sexual - b.scores.sexual) < 1e-3
