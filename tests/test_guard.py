@@ -198,8 +198,6 @@ def test_caller_animated_pil_image_keeps_its_frame(stub_guard: Callable[..., Gua
     assert img.tell() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="array inputs are kept as views while iter_classify decodes ahead, "
-                   "so a generator that refills one buffer scores the wrong pixels")
 def test_reused_buffer_generator_scores_each_image(stub_guard: Callable[..., Guard]) -> None:
     g = stub_guard(head_policy=POLICY, batch_size=2)
     buf = painted(0.0, 0.0, age=5)

@@ -17,13 +17,16 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    AuditError,
     BlocklistError,
+    DeviceError,
     GenguardError,
     HeadError,
     ImageLoadError,
     ImageTooLargeError,
     IntegrityError,
     ModelFileError,
+    MonitorError,
     UnknownBackboneError,
     UnsupportedFormatError,
 )
@@ -41,9 +44,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AttemptMonitor",
+    "AuditError",
     "AuditLog",
     "Blocklist",
     "BlocklistError",
+    "DeviceError",
     "GenguardError",
     "Guard",
     "HeadError",
@@ -52,6 +57,7 @@ __all__ = [
     "IntegrityError",
     "LoadedImage",
     "ModelFileError",
+    "MonitorError",
     "Policy",
     "Reason",
     "Scores",

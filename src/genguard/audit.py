@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from ._types import ImageInput
-from .errors import GenguardError
+from .errors import AuditError, GenguardError
 from .verdict import Verdict
 
 try:
@@ -44,9 +44,6 @@ logger = logging.getLogger(__name__)
 
 _SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 
-
-class AuditError(GenguardError, OSError):
-    """Raised when an audit record cannot be written or read."""
 
 
 def image_digests(image: ImageInput | None) -> dict[str, Any]:

@@ -12,7 +12,10 @@ built-in exception, so existing handlers keep working::
     ├── IntegrityError                      a model file does not match its recorded sha256
     ├── UnknownBackboneError (ValueError)   a backbone name that the registry does not know
     ├── HeadError (ValueError)              head weights or metadata are malformed or mismatched
-    └── BlocklistError (ValueError)         a hash blocklist line is not a valid PDQ hash
+    ├── DeviceError (RuntimeError)          device="cuda" asked for, but no usable GPU runtime
+    ├── BlocklistError (ValueError)         a hash blocklist line is not a valid PDQ hash
+    ├── MonitorError (RuntimeError)         the attempt monitor's store cannot be read or written
+    └── AuditError (OSError)                an audit record cannot be written or read
 
 Errors from Pillow, onnxruntime and open_clip are wrapped and chained with
 ``raise ... from exc``, so the original is always in ``__cause__``.
@@ -21,13 +24,16 @@ Errors from Pillow, onnxruntime and open_clip are wrapped and chained with
 from __future__ import annotations
 
 __all__ = [
+    "AuditError",
     "BlocklistError",
+    "DeviceError",
     "GenguardError",
     "HeadError",
     "ImageLoadError",
     "ImageTooLargeError",
     "IntegrityError",
     "ModelFileError",
+    "MonitorError",
     "UnknownBackboneError",
     "UnsupportedFormatError",
 ]
@@ -67,3 +73,15 @@ class HeadError(GenguardError, ValueError):
 
 class BlocklistError(GenguardError, ValueError):
     """Raised when a blocklist line is not a 64-digit hex PDQ hash; the message names the line."""
+
+
+class DeviceError(GenguardError, RuntimeError):
+    """Raised when ``device="cuda"`` is asked for but torch or onnxruntime has no usable GPU; never falls back to the CPU."""
+
+
+class MonitorError(GenguardError, RuntimeError):
+    """Raised when the monitor's store (SQLite file or Redis server) cannot be read or written."""
+
+
+class AuditError(GenguardError, OSError):
+    """Raised when an audit record cannot be written or read."""

@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
+
 from ._types import Decision, ImageInput, OnError
 from .embedders import Embedder, ImageEmbedding, create_embedder
 from .errors import GenguardError, HeadError, ImageLoadError
@@ -178,7 +180,12 @@ class Guard:
             while True:
                 while not exhausted and len(pending) < 2 * size:
                     try:
-                        pending.append(pool.submit(self._load, next(iterator)))
+                        image = next(iterator)
+                        if isinstance(image, np.ndarray):
+                            # Decoding runs ahead of the caller's iterator: a caller that refills
+                            # one buffer (a video reader) must not have later pixels scored here.
+                            image = image.copy()
+                        pending.append(pool.submit(self._load, image))
                     except StopIteration:
                         exhausted = True
                 if not pending:
@@ -201,11 +208,12 @@ class Guard:
             loaded = load_image(image, **self.limits)
         except ImageLoadError as exc:
             return _Item(None, exc)
-        except (TypeError, ValueError) as exc:
-            return _Item(None, ImageLoadError(str(exc)))
         except Exception as exc:  # never lose a batch to one odd input
-            logger.warning("unexpected error while loading an image: %r", exc)
-            return _Item(None, ImageLoadError(f"unexpected {type(exc).__name__}: {exc}"))
+            if not isinstance(exc, (TypeError, ValueError)):
+                logger.warning("unexpected error while loading an image: %r", exc)
+            error = ImageLoadError(f"{type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            return _Item(None, error)
         pdq = self.blocklist.hash_frames(loaded.frames) if self.blocklist is not None else None
         return _Item(loaded, None, pdq)
 
@@ -280,6 +288,7 @@ class Guard:
             match = self.blocklist.match_frames(item.pdq)
             if match is not None:
                 decision = "block"
+                match = {**match, "frame": item.loaded.frame_indices[match["frame"]]}
                 reasons.append(Reason("hash_match", match))
         return Verdict(
             decision=decision,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
-from .errors import GenguardError
+from .errors import MonitorError
 from .policy import Policy
 from .verdict import Verdict
 
@@ -34,9 +34,6 @@ Level: TypeAlias = Literal["ok", "warn", "throttle", "lock"]
 LEVELS: Final[tuple[Level, ...]] = ("ok", "warn", "throttle", "lock")
 _BLOCKED, _NEAR = 1, 2
 
-
-class MonitorError(GenguardError, RuntimeError):
-    """Raised when the monitor's store (SQLite file or Redis server) cannot be read or written."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from torch import nn
 
 from .datasets import Record, load_dataset, split_of
 from .embedders.base import ImageEmbedding
-from .head import Head, HeadMetadata
+from .head import Head
 from .policy import Policy
 from .priors import prior_head
 
@@ -207,14 +207,18 @@ def calibrate_platt(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return {"a": float(a.detach()), "b": float(b.detach())}
 
 
-def threshold_for_fpr(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -> float:
-    """Smallest threshold whose false-positive rate on the negatives is at most ``target_fpr``."""
+def threshold_for_fpr(scores: np.ndarray, labels: np.ndarray, target_fpr: float, *, floor: float = 0.05) -> float:
+    """Smallest threshold whose false-positive rate on the negatives is at most ``target_fpr``, but at least ``floor``.
+
+    The floor keeps a threshold meaningful on separable data, where the FPR rule alone
+    would put it just above the highest negative score (possibly near 0).
+    """
     neg = np.sort(scores[(labels == 0) & ~np.isnan(scores)])[::-1]
     if not len(neg):
         raise ValueError("no negative rows to set a threshold on")
     k = int(np.floor(target_fpr * len(neg)))  # at most k negatives may reach the threshold
     t = float(np.nextafter(neg[k], np.inf)) if k < len(neg) else float(neg[-1])
-    return min(max(t, 1e-6), 1.0)
+    return min(max(t, floor), 1.0)
 
 
 def _embed_records(records: Sequence[Record], backbone: str, cache_dir: str | None, device: str, batch_size: int) -> tuple[Any, list[ImageEmbedding | None]]:
@@ -322,7 +326,7 @@ def _rows(head: Head, ts: TrainingSet, records: Sequence[Record], policy: Policy
     for i, r in enumerate(records):
         m = float(minor[i]) if counts[i] else float(head.metadata.no_face_minor)
         rows.append({
-            "path": str(r.path), "minor_label": r.minor, "sexual_label": r.sexual, "age": r.age, **dict(r.groups),
+            "path": str(r.path), "label_minor": r.minor, "label_sexual": r.sexual, "age": r.age, "groups": dict(r.groups),
             "minor": m, "sexual": float(sexual[i]), "decision": policy.decide(m, float(sexual[i])), "n_faces": int(counts[i]),
         })
     return rows

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from ..errors import IntegrityError, ModelFileError
+from ..errors import DeviceError, IntegrityError, ModelFileError
 
 __all__ = ["ASSETS", "Asset", "asset_path", "onnx_session", "resolve_providers"]
 
@@ -120,7 +120,7 @@ def resolve_providers(device: str) -> list[str]:
     if device.startswith("cuda"):
         available = ort.get_available_providers()
         if "CUDAExecutionProvider" not in available:
-            raise RuntimeError(
+            raise DeviceError(
                 f"device={device!r} asked for, but onnxruntime offers only {available}; "
                 "install onnxruntime-gpu on a machine with CUDA, or use device='cpu'"
             )

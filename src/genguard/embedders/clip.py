@@ -16,7 +16,7 @@ from typing import Any, Final
 import numpy as np
 
 from .._types import FloatArray, RGBArray
-from ..errors import GenguardError, ModelFileError
+from ..errors import DeviceError, ModelFileError
 from ._clip_weights import WEIGHTS_ENV, check_model, download_weights, resolve_weights
 from .base import ImageEmbedding
 
@@ -83,7 +83,7 @@ class ClipEmbedder:
         if device != "cpu" and not device.startswith("cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise GenguardError(f"device={device!r} asked for, but torch sees no CUDA GPU; use device='cpu'")
+            raise DeviceError(f"device={device!r} asked for, but torch sees no CUDA GPU; use device='cpu'")
         precision = precision or ("fp16" if device.startswith("cuda") else "fp32")
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
