@@ -8,6 +8,8 @@ blocking comes from painted stub scores or from a policy whose thresholds are ze
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,7 @@ def to_vae_range(frames: list[np.ndarray]) -> torch.Tensor:
     return x * 2.0 - 1.0
 
 
-def make_pipe(safety_checker: object = None, *, feature_extractor: bool = True) -> object:
+def make_pipe(safety_checker: Any = None, *, feature_extractor: bool = True) -> Any:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPImageProcessor
 
@@ -57,10 +59,10 @@ def make_pipe(safety_checker: object = None, *, feature_extractor: bool = True) 
     return pipe
 
 
-def generate(pipe: object, n: int = 2) -> object:
+def generate(pipe: Any, n: int = 2) -> Any:
     """Run the whole pipeline (2 steps, 32x32) from fixed prompt embeddings and seed."""
     embeds = torch.randn(n, 4, 8, generator=torch.Generator().manual_seed(1))
-    return pipe(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), num_inference_steps=2,  # type: ignore[operator]
+    return pipe(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), num_inference_steps=2,
                 height=32, width=32, output_type="np", generator=torch.Generator().manual_seed(2))
 
 
@@ -70,7 +72,7 @@ def test_torch_batch_blocked_image_is_black_and_callers_batch_untouched() -> Non
     pipe = make_pipe(checker)
     batch = to_vae_range([painted(*ALLOW, size=32), painted(*BLOCK, size=32), painted(*ALLOW, size=32)])
     before = batch.clone()
-    images, flags = pipe.run_safety_checker(batch, torch.device("cpu"), torch.float32)  # type: ignore[attr-defined]
+    images, flags = pipe.run_safety_checker(batch, torch.device("cpu"), torch.float32)
     assert flags == [False, True, False]
     assert [v.decision for v in checker.last_verdicts] == ["allow", "block", "allow"]
     assert torch.equal(batch, before) and images is not batch
@@ -83,7 +85,7 @@ def test_numpy_batch_through_the_pipeline_path() -> None:
     pipe = make_pipe(checker)
     batch = np.stack([painted(*BLOCK, size=24), painted(*ALLOW, size=24)]).astype(np.float32) / 255.0  # NHWC [0, 1]
     before = batch.copy()
-    images, flags = pipe.run_safety_checker(batch, torch.device("cpu"), torch.float32)  # type: ignore[attr-defined]
+    images, flags = pipe.run_safety_checker(batch, torch.device("cpu"), torch.float32)
     assert flags == [True, False]
     np.testing.assert_array_equal(batch, before)
     assert images.dtype == batch.dtype and images.shape == batch.shape
@@ -135,9 +137,9 @@ def test_withhold_review_and_lists_keep_their_types() -> None:
     [{"replacement": "pixelate"}, {"withhold": ("deny",)}, {"withhold": "block"}, {"tensor_range": (1.0, -1.0)},
      {"blur_radius": 0}],
 )
-def test_invalid_options_raise_value_error(kwargs: dict[str, object]) -> None:
+def test_invalid_options_raise_value_error(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
-        GenguardSafetyChecker(stub_guard(), **kwargs)  # type: ignore[arg-type]
+        GenguardSafetyChecker(stub_guard(), **kwargs)
 
 
 def test_batches_of_the_wrong_rank_raise_value_error() -> None:
@@ -151,32 +153,32 @@ def test_batches_of_the_wrong_rank_raise_value_error() -> None:
 # ------------------------------------------------------------------ whole pipeline, real bundled Guard
 def test_full_pipeline_with_real_guard_matches_the_unchecked_output(guard: Guard) -> None:
     """Allowed images pass through untouched; withheld ones come out black; flags follow the verdicts."""
-    unchecked = generate(make_pipe(None)).images  # type: ignore[attr-defined]
+    unchecked = generate(make_pipe(None)).images
     checker = GenguardSafetyChecker(guard)
     out = generate(make_pipe(checker))
-    flags = out.nsfw_content_detected  # type: ignore[attr-defined]
+    flags = out.nsfw_content_detected
     assert flags == [v.decision == "block" for v in checker.last_verdicts] and len(flags) == 2
-    for image, reference, flag in zip(out.images, unchecked, flags):  # type: ignore[attr-defined]
+    for image, reference, flag in zip(out.images, unchecked, flags):
         np.testing.assert_array_equal(image, np.zeros_like(reference) if flag else reference)
 
     block_all = Guard(embedder=guard.embedder, head=guard.head, policy=Policy(0.0, 0.0, 0.0, 0.0))
     blocked = generate(make_pipe(GenguardSafetyChecker(block_all)))
-    assert blocked.nsfw_content_detected == [True, True]  # type: ignore[attr-defined]
-    assert not blocked.images.any()  # type: ignore[attr-defined]
+    assert blocked.nsfw_content_detected == [True, True]
+    assert not blocked.images.any()
 
     passthrough = generate(make_pipe(GenguardSafetyChecker(block_all, withhold=())))
-    assert passthrough.nsfw_content_detected == [False, False]  # type: ignore[attr-defined]
-    np.testing.assert_array_equal(passthrough.images, unchecked)  # type: ignore[attr-defined]
+    assert passthrough.nsfw_content_detected == [False, False]
+    np.testing.assert_array_equal(passthrough.images, unchecked)
 
 
 def test_attach_registers_the_component_and_moves_with_the_pipeline() -> None:
     pipe = make_pipe(None, feature_extractor=False)
     checker = attach(pipe, stub_guard(), replacement="blur")
-    assert pipe.safety_checker is checker and pipe.components["safety_checker"] is checker  # type: ignore[attr-defined]
-    assert pipe.config.safety_checker == ("genguard.integrations.diffusers", "GenguardSafetyChecker")  # type: ignore[attr-defined]
-    assert type(pipe.feature_extractor).__name__ == "CLIPImageProcessor"  # type: ignore[attr-defined]
-    pipe.to("cpu", torch.float32)  # type: ignore[attr-defined]
-    assert pipe.device.type == "cpu" and checker.device.type == "cpu"  # type: ignore[attr-defined]
+    assert pipe.safety_checker is checker and pipe.components["safety_checker"] is checker
+    assert pipe.config.safety_checker == ("genguard.integrations.diffusers", "GenguardSafetyChecker")
+    assert type(pipe.feature_extractor).__name__ == "CLIPImageProcessor"
+    pipe.to("cpu", torch.float32)
+    assert pipe.device.type == "cpu" and checker.device.type == "cpu"
     assert generate(pipe, n=1).nsfw_content_detected == [checker.last_verdicts[0].blocked]
     with pytest.raises(ValueError, match="safety_checker"):
         attach(object(), stub_guard())
@@ -189,3 +191,14 @@ def test_cuda_batches_stay_on_the_gpu() -> None:
     images, flags = checker(images=batch, clip_input=None)
     assert flags == [True, False] and images.device.type == "cuda" and images.dtype == torch.float16
     assert checker.device.type == "cuda" and torch.count_nonzero(images[0]) == 0
+
+
+def test_the_runnable_docs_example_prints_what_the_docs_say(capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "integrations.md").read_text()
+    example = next(b.split("```", 1)[0] for b in text.split("```python\n")[1:] if "GenguardSafetyChecker(replacement" in b)
+    exec(compile(example, "docs/integrations.md", "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    assert printed == "[False, False] ['allow', 'allow']"
+    assert printed in example

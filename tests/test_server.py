@@ -300,16 +300,22 @@ def test_load_real_guard_no_lost_or_mixed_responses(guard: Guard) -> None:
 
 
 # ------------------------------------------------------------------ schema conformance
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
+if importlib.util.find_spec("schemathesis") is not None:
+    import schemathesis
+    from hypothesis import HealthCheck, settings
 
-# The schema does not depend on the Guard, so it is built here from a stub; the requests go to the
-# live server around the real Guard. (schemathesis.pytest.from_fixture needs pytest < 9.2.)
-schema = schemathesis.openapi.from_dict(create_app(stub_guard()).openapi())
+    # The schema does not depend on the Guard, so it is built here from a stub; the requests go to the
+    # live server around the real Guard. (schemathesis.pytest.from_fixture breaks on pytest 9.2.)
+    schema = schemathesis.openapi.from_dict(create_app(stub_guard()).openapi())
 
+    @schema.parametrize()
+    @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    def test_schemathesis_conformance(case: Any, real_url: str) -> None:
+        """Generated requests (valid and invalid) never get a 5xx or a response that breaks the schema."""
+        case.call_and_validate(base_url=real_url)
 
-@schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_schemathesis_conformance(case: Any, real_url: str) -> None:
-    """Generated requests (valid and invalid) never get a 5xx or a response that breaks the schema."""
-    case.call_and_validate(base_url=real_url)
+else:
+
+    @pytest.mark.skip(reason="schemathesis is not installed")
+    def test_schemathesis_conformance() -> None:
+        """Placeholder so the missing dependency shows up as a skip."""

@@ -33,16 +33,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ._server_models import ERROR_RESPONSES, REQUEST_BODY, ClassifyResponse, ErrorResponse, HealthResponse
 from .errors import GenguardError, ImageLoadError
 
 if TYPE_CHECKING:
@@ -60,78 +60,6 @@ MAX_CONCURRENCY: Final = 4
 
 SUBJECT_HEADER: Final = "X-Genguard-Subject"
 _RETRY_AFTER_S: Final = "1"
-_BINARY: Final = {"type": "string", "format": "binary", "minLength": 1}
-_REQUEST_BODY: Final = {
-    "required": True,
-    "description": "The image: raw bytes, or multipart/form-data with the image in the field `file`.",
-    "content": {
-        "application/octet-stream": {"schema": _BINARY},
-        "image/*": {"schema": _BINARY},
-        "multipart/form-data": {
-            "schema": {"type": "object", "properties": {"file": _BINARY}, "required": ["file"]}
-        },
-    },
-}
-
-
-# ----------------------------------------------------------------- response models
-class ScoresModel(BaseModel):
-    """Calibrated risk scores in [0, 1]."""
-
-    minor: float
-    sexual: float
-
-
-class ReasonModel(BaseModel):
-    """One machine-readable reason; its details are extra keys (see :class:`genguard.Reason`)."""
-
-    model_config = ConfigDict(extra="allow")
-    code: str
-
-
-class VerdictModel(BaseModel):
-    """:meth:`genguard.Verdict.to_dict` as a schema."""
-
-    decision: Literal["allow", "review", "block"]
-    blocked: bool
-    scores: ScoresModel
-    reasons: list[ReasonModel]
-    error: str | None = Field(description="Why the image could not be read; the decision then follows on_error.")
-    frame: int | None
-    backbone: str
-    head: str
-
-
-class ClassifyResponse(BaseModel):
-    """What ``POST /v1/classify`` returns."""
-
-    verdict: VerdictModel
-    sha256: str = Field(description="SHA-256 of the image bytes received (the `file` part for multipart).")
-    size: int = Field(description="Number of image bytes received.")
-    subject: str | None = Field(description="The X-Genguard-Subject header, if sent.")
-    escalation: dict[str, Any] | None = Field(description="The subject's monitor state; null without a monitor or subject.")
-
-
-class HealthResponse(BaseModel):
-    """What ``GET /healthz`` returns."""
-
-    status: Literal["ok"]
-    backbone: str
-    head: str
-    policy: dict[str, float]
-    max_body: int
-    max_concurrency: int
-    in_flight: int
-    monitor: bool
-    audit_log: bool
-
-
-class ErrorResponse(BaseModel):
-    """Every error the service returns."""
-
-    error: str = Field(description="A stable code, e.g. body_too_large, busy, unsupported_media_type.")
-    message: str
-    detail: list[dict[str, Any]] | None = None
 
 
 class _ApiError(Exception):
@@ -144,15 +72,6 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
            detail: list[dict[str, Any]] | None = None) -> JSONResponse:
     body = ErrorResponse(error=code, message=message, detail=detail).model_dump(exclude_none=True)
     return JSONResponse(body, status_code=status, headers=headers)
-
-
-_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    s: {"model": ErrorResponse, "description": d}
-    for s, d in {400: "Malformed request, or no image bytes", 413: "Body over max_body", 415: "Not an image content type",
-                 422: "Invalid request (headers, multipart without a `file` field)",
-                 500: "Internal error, or the monitor / audit log could not record the verdict",
-                 503: "max_concurrency requests already running; see Retry-After"}.items()
-}
 
 
 # ------------------------------------------------------------------------ the app
@@ -243,8 +162,8 @@ def create_app(
         return {"verdict": verdict.to_dict(), "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
                 "subject": subject, "escalation": escalation}
 
-    @app.post("/v1/classify", response_model=ClassifyResponse, responses=_ERRORS,
-              openapi_extra={"requestBody": _REQUEST_BODY}, summary="Screen one image")
+    @app.post("/v1/classify", response_model=ClassifyResponse, responses=ERROR_RESPONSES,
+              openapi_extra={"requestBody": REQUEST_BODY}, summary="Screen one image")
     async def classify(
         request: Request,
         subject: str | None = Header(None, alias=SUBJECT_HEADER, min_length=1, max_length=256,

@@ -138,12 +138,12 @@ class GenguardSafetyChecker(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         """Where the pipeline put this component (the Guard runs where it was built)."""
-        return self._anchor.device
+        return self.get_buffer("_anchor").device
 
     @property
     def dtype(self) -> torch.dtype:
         """The dtype the pipeline asked for; screening always converts to uint8 frames."""
-        return self._anchor.dtype
+        return self.get_buffer("_anchor").dtype
 
     def extra_repr(self) -> str:
         return f"guard={self.guard!r}, replacement={self.replacement!r}, withhold={self.withhold!r}"
