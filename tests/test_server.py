@@ -136,6 +136,37 @@ def test_protocol_errors_are_json(real_url: str, method: str, path: str, kwargs:
     assert r.json()["error"] == code and r.json()["message"]
 
 
+def test_genguard_serve_cli_runs_the_service(tmp_path: Any) -> None:
+    """``genguard serve`` (the CLI's call of :func:`genguard.server.serve`) in its own process."""
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "genguard.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--max-body", "5000000", "--max-concurrency", "3", "--threads", "1",
+           "--audit-log", str(tmp_path / "audit.jsonl")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline, health = time.monotonic() + 120, None
+        while health is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert health is not None, proc.stderr.read().decode() if proc.poll() is not None and proc.stderr else "timeout"
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/classify", content=png(photo("coffee", 96)),
+                       headers={"Content-Type": "image/png"}, timeout=60)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert (health["backbone"], health["max_body"], health["max_concurrency"], health["audit_log"]) == (
+        "bundled", 5_000_000, 3, True)
+    assert r.status_code == 200 and r.json()["verdict"]["error"] is None
+    assert (tmp_path / "audit.jsonl").read_text().count("\n") == 1
+
+
 # ------------------------------------------------------------------ limits
 def test_body_over_the_limit_gets_413_declared_or_streamed() -> None:
     with live_server(create_app(stub_guard(), max_body=1000)) as url:
