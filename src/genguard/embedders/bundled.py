@@ -14,7 +14,7 @@ For each frame it
 
 All ONNX models run batched: one call per model per batch of frames (open_nsfw
 twice: whole frames, then face chips), and face finding overlaps the ONNX calls
-on a worker thread. The age model and the face open_nsfw call are skipped for
+on worker threads. The age model and the face open_nsfw call are skipped for
 a batch with no face; they only ever embed faces.
 """
 
@@ -69,6 +69,9 @@ _NSFW_CHIP: Final = 224
 _CHIP_PADDING: Final = 0.2
 _NSFW_FACE_PADDING: Final = 0.5
 
+_FACE_WORKERS: Final = 2
+"""Threads that find and align faces beside onnxruntime (dlib releases the GIL)."""
+
 FACE_DIM: Final = 256 + 1024 + 1
 IMAGE_DIM: Final = 1 + len(NUDENET_LABELS) + 1024
 
@@ -82,7 +85,7 @@ class BundledEmbedder:
         Where onnxruntime runs the models. ``"cuda"`` needs onnxruntime-gpu; without it the constructor raises.
     threads : int or None, default None
         onnxruntime intra-op threads per model; None uses one per physical core.
-        Face finding runs on one more thread beside them, overlapping the ONNX calls.
+        Face finding runs on two more threads beside them, overlapping the ONNX calls.
     max_faces : int, default 16
         Faces embedded per frame, largest first; more are ignored (and counted in the details).
     min_face : int, default 12
@@ -160,18 +163,22 @@ class BundledEmbedder:
         """Embed a batch of RGB frames; one :class:`ImageEmbedding` per frame, in order.
 
         NudeNet runs first, since its face boxes feed face finding. Face finding
-        and alignment (dlib: one thread, GIL released) then run on a worker
-        thread while onnxruntime scores the whole frames with open_nsfw on the
-        calling thread. The face chips follow in one open_nsfw call and one age
-        call; both are skipped when no face was found, since they only embed faces.
+        and alignment (dlib: GIL released) then run frame by frame on
+        ``_FACE_WORKERS`` threads while onnxruntime scores the whole frames with
+        open_nsfw on the calling thread. The face chips follow in one open_nsfw
+        call and one age call; both are skipped when no face was found, since
+        they only embed faces.
         """
         if not frames:
             return []
         nude_scores, nude_faces = self._run_nudenet(frames)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="genguard-faces") as pool:
-            pending = pool.submit(self._faces_and_chips, frames, nude_faces)
+        with ThreadPoolExecutor(max_workers=_FACE_WORKERS, thread_name_prefix="genguard-faces") as pool:
+            pending = [pool.submit(self._faces_and_chips, f, nf) for f, nf in zip(frames, nude_faces)]
             logits, nsfw_feats = self._run_nsfw(np.stack([_nsfw_whole(f) for f in frames]))
-            owners, age_chips, nsfw_chips = pending.result()
+            per_frame = [p.result() for p in pending]
+        owners = [(i, *face) for i, (found, _, _) in enumerate(per_frame) for face in found]
+        age_chips = [chip for _, chips, _ in per_frame for chip in chips]
+        nsfw_chips = [chip for _, _, chips in per_frame for chip in chips]
 
         faces: list[list[FaceEmbedding]] = [[] for _ in frames]
         if owners:
@@ -195,19 +202,17 @@ class BundledEmbedder:
         return results
 
     def _faces_and_chips(
-        self, frames: Sequence[RGBArray], nude_faces: list[list[tuple[Box, float]]]
-    ) -> tuple[list[tuple[int, Box, str, float]], list[npt.NDArray[np.uint8]], list[FloatArray]]:
-        """Find and align every face of a batch: owners, 64 px age chips, normalised open_nsfw chips."""
-        owners: list[tuple[int, Box, str, float]] = []
+        self, frame: RGBArray, nude_faces: list[tuple[Box, float]]
+    ) -> tuple[list[tuple[Box, str, float]], list[npt.NDArray[np.uint8]], list[FloatArray]]:
+        """Find and align the faces of one frame: the faces, their 64 px age chips, their normalised open_nsfw chips."""
+        found = self._find_faces(frame, nude_faces)
         age_chips: list[npt.NDArray[np.uint8]] = []
         nsfw_chips: list[FloatArray] = []
-        for i, (frame, nf) in enumerate(zip(frames, nude_faces)):
-            for box, detector, score in self._find_faces(frame, nf):
-                age_chip, nsfw_chip = self._align(frame, box)
-                age_chips.append(age_chip)
-                nsfw_chips.append(_nsfw_normalise(nsfw_chip))
-                owners.append((i, box, detector, score))
-        return owners, age_chips, nsfw_chips
+        for box, _, _ in found:
+            age_chip, nsfw_chip = self._align(frame, box)
+            age_chips.append(age_chip)
+            nsfw_chips.append(_nsfw_normalise(nsfw_chip))
+        return found, age_chips, nsfw_chips
 
     # ---------------------------------------------------------------- models
     def _run_nudenet(self, frames: Sequence[RGBArray]) -> tuple[FloatArray, list[list[tuple[Box, float]]]]:
