@@ -27,9 +27,10 @@ from typing import IO, Final
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ._formats import count_gif_frames, sniff_unsupported
+from ._pixels import rgb_from_channels, to_rgb
 from ._types import ImageInput, RGBArray
 from .errors import GenguardError, ImageLoadError, ImageTooLargeError, UnsupportedFormatError
 
@@ -64,9 +65,6 @@ sampled, so this bounds the decode time (a few seconds on one core)."""
 
 SUPPORTED_FORMATS: Final = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM", "ICO"})
 """Pillow format names that :func:`load_image` decodes; APNG is ``"PNG"``. Only these decoders are ever run."""
-
-_WHITE: Final = (255, 255, 255)
-
 
 @dataclass(frozen=True, slots=True)
 class LoadedImage:
@@ -123,9 +121,11 @@ def load_image(
     Raises
     ------
     ImageTooLargeError
-        Over ``max_bytes`` or ``max_pixels``.
+        Over ``max_bytes`` or ``max_pixels``, or an animation over :data:`MAX_ANIMATION_FRAMES`
+        frames or :data:`MAX_DECODED_PIXELS` frame-pixels; all checked before decoding.
     UnsupportedFormatError
-        A format outside :data:`SUPPORTED_FORMATS`.
+        A known image or document format outside :data:`SUPPORTED_FORMATS` (PDF, SVG, PSD,
+        HEIC, AVIF, JPEG 2000, ...), named in the message.
     ImageLoadError
         Anything else that cannot be read: empty, truncated, corrupt, not an image, a bad array.
     TypeError
@@ -251,13 +251,13 @@ def _from_pil(img: Image.Image, *, fmt: str | None, max_frames: int) -> LoadedIm
     start = img.tell() if n_frames > 1 else 0
     try:
         if n_frames == 1:
-            frames.append(_to_rgb(img))
+            frames.append(to_rgb(img))
         else:
             wanted_set = set(wanted)
             for i in range(wanted[-1] + 1):  # decoders compose each frame on the last: walk them in order
                 img.seek(i)
                 if i in wanted_set:
-                    frames.append(_to_rgb(img))
+                    frames.append(to_rgb(img))
     except GenguardError:
         raise
     except Exception as exc:  # truncated data, bad CRC, broken LZW, MemoryError...: never a crash
@@ -273,42 +273,6 @@ def _from_pil(img: Image.Image, *, fmt: str | None, max_frames: int) -> LoadedIm
     return LoadedImage(frames=tuple(frames), frame_indices=tuple(wanted), n_frames=n_frames, format=fmt)
 
 
-def _to_rgb(img: Image.Image) -> RGBArray:
-    """Convert one frame of any mode to a read-only RGB uint8 array, orientation applied."""
-    img.load()
-    out = ImageOps.exif_transpose(img) if img.getexif().get(0x0112, 1) != 1 else img
-    mode = out.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(out, dtype=np.float64)
-        finite = arr[np.isfinite(arr)]
-        if finite.size == 0:
-            arr = np.zeros(arr.shape, dtype=np.float64)
-        else:
-            lo, hi = _range_of(mode, finite)
-            arr = np.clip((np.nan_to_num(arr, nan=lo) - lo) / max(hi - lo, 1e-12), 0.0, 1.0) * 255.0
-        gray = np.rint(arr).astype(np.uint8)
-        return _readonly(np.repeat(gray[:, :, None], 3, axis=2))
-    if mode == "P" and "transparency" in out.info:
-        out = out.convert("RGBA")
-    elif mode == "P":
-        out = out.convert("RGB")
-    if out.mode in ("RGBA", "LA", "RGBa", "La", "PA") or "transparency" in out.info:
-        rgba = out.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, _WHITE + (255,))
-        out = Image.alpha_composite(background, rgba).convert("RGB")
-    elif out.mode != "RGB":
-        out = out.convert("RGB")
-    return _readonly(np.asarray(out, dtype=np.uint8))
-
-
-def _range_of(mode: str, values: npt.NDArray[np.float64]) -> tuple[float, float]:
-    if mode.startswith("I;16"):
-        return 0.0, 65535.0
-    if mode == "F" and values.min() >= 0.0 and values.max() <= 1.0:
-        return 0.0, 1.0
-    return float(values.min()), float(values.max())
-
-
 def _from_array(array: npt.NDArray[np.generic], max_pixels: int) -> LoadedImage:
     if array.dtype != np.uint8:
         raise ImageLoadError(
@@ -321,19 +285,6 @@ def _from_array(array: npt.NDArray[np.generic], max_pixels: int) -> LoadedImage:
         raise ImageLoadError(
             f"arrays must be HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA), got shape {array.shape}"
         )
-    h, w, c = array.shape
+    h, w = array.shape[:2]
     _check_pixels((w, h), max_pixels)
-    if c == 1:
-        rgb = np.repeat(array, 3, axis=2)
-    elif c == 4:
-        alpha = array[:, :, 3:4].astype(np.uint16)
-        rgb = ((array[:, :, :3].astype(np.uint16) * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
-    else:
-        rgb = array
-    return LoadedImage(frames=(_readonly(rgb),), frame_indices=(0,), n_frames=1, format=None)
-
-
-def _readonly(array: npt.NDArray[np.uint8]) -> RGBArray:
-    view = np.ascontiguousarray(array).view()
-    view.flags.writeable = False
-    return view
+    return LoadedImage(frames=(rgb_from_channels(array.view(np.uint8)),), frame_indices=(0,), n_frames=1, format=None)
