@@ -130,3 +130,28 @@ def test_train_cli_end_to_end(utkface_dir: Path, tmp_path: Path) -> None:
     assert meta["provenance"]["split_sizes"]["val"] > 0
     assert "minor_auc" in meta["metrics"]["val"]
     assert 0.0 < head.policy.minor_threshold <= 1.0
+
+
+def test_packed_ensemble_equals_the_mean_of_its_members() -> None:
+    from genguard.head import _branch
+    from genguard.training import _pack_members
+
+    torch.manual_seed(0)
+    members = [_branch(DIM, 16).eval() for _ in range(3)]
+    packed = _pack_members(members).eval()
+    x = torch.randn(50, DIM)
+    expected = torch.stack([m(x) for m in members]).mean(dim=0)
+    assert torch.allclose(packed(x), expected, atol=1e-5)
+    assert packed[0].out_features == 48
+
+
+def test_fit_head_with_members_saves_and_loads(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    train, stop = (TrainingSet.from_embeddings(*_dataset(rng, n), minor_source="face") for n in (200, 80))
+    head = _head()
+    summary = fit_head(head, train, stop, epochs=10, lr=1e-2, batch_images=64, members=3)
+    assert summary["minor"]["members"] == 3 and head.metadata.hidden == 48
+    head.save(tmp_path / "h")
+    again = load_head(tmp_path / "h")
+    z0, z1 = train.image_logits(head, "minor"), train.image_logits(again, "minor")
+    assert np.allclose(np.nan_to_num(z0), np.nan_to_num(z1), atol=1e-5)

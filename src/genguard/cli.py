@@ -66,7 +66,8 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output path stem: writes OUT.safetensors and OUT.json")
     t.add_argument("--limit", type=int, default=None, help="use an evenly spaced subset of this many images per dataset")
     t.add_argument("--hidden", type=int, default=256, help="hidden width of the minor MLP (0: linear)")
-    t.add_argument("--epochs", type=int, default=200, help="most epochs (early stopping on validation loss)")
+    t.add_argument("--epochs", type=int, default=200, help="most epochs (early stopping on the calib split's loss)")
+    t.add_argument("--members", type=int, default=1, help="bag this many minor MLPs (different seeds) into one head (default: 1)")
     t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--target-fpr", type=float, default=0.01, help="adult false-positive rate that sets the minor threshold (default 0.01)")
     t.add_argument("--cache", default=None, help="embedding cache folder (default: $GENGUARD_CACHE or ~/.cache/genguard)")
@@ -235,6 +236,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cache_dir=args.cache,
         device=args.device,
         batch_size=args.batch_size,
+        members=args.members,
     )
     print(json.dumps(result, indent=2))
     return EXIT_OK

@@ -129,6 +129,64 @@ def _both_classes(y: np.ndarray) -> bool:
     return bool(len(known)) and 0 < known.sum() < len(known)
 
 
+def _fit_branch(
+    head: Head, axis: str, train_set: TrainingSet, stop_set: TrainingSet, *, epochs: int, patience: int,
+    lr: float, weight_decay: float, batch_images: int, seed: int,
+) -> tuple[float, int, float]:
+    """Train one branch from fresh weights; returns (best stop loss, epochs run, pos_weight)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    y = train_set.minor_y if axis == "minor" else train_set.sexual_y
+    net = head.minor_net if axis == "minor" else head.sexual_net
+    for m in net.modules():
+        if isinstance(m, nn.Linear):
+            m.reset_parameters()
+    known = y[~np.isnan(y)]
+    pos_weight = float((len(known) - known.sum()) / max(known.sum(), 1.0))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    best, best_state, stale, epoch = float("inf"), copy.deepcopy(net.state_dict()), 0, 0
+    for epoch in range(1, epochs + 1):
+        head.train()
+        order = rng.permutation(len(y))
+        for start in range(0, len(y), batch_images):
+            loss = _mil_loss(head, train_set.subset(np.sort(order[start : start + batch_images])), axis, pos_weight)
+            if loss.requires_grad:
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        head.eval()
+        with torch.no_grad():
+            val = float(_mil_loss(head, stop_set, axis, pos_weight))
+        if val < best - 1e-5:
+            best, best_state, stale = val, copy.deepcopy(net.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    net.load_state_dict(best_state)
+    return best, epoch, pos_weight
+
+
+def _pack_members(members: Sequence[nn.Module]) -> nn.Module:
+    """One MLP equal to the mean of several same-shaped MLPs (hidden units side by side, output weights / K)."""
+    k = len(members)
+    firsts = [m[0] for m in members]  # type: ignore[index]
+    lasts = [m[3] for m in members]  # type: ignore[index]
+    hidden = sum(f.out_features for f in firsts)
+    packed = _branch_like(firsts[0].in_features, hidden, members[0])
+    with torch.no_grad():
+        packed[0].weight.copy_(torch.cat([f.weight for f in firsts]))  # type: ignore[index]
+        packed[0].bias.copy_(torch.cat([f.bias for f in firsts]))  # type: ignore[index]
+        packed[3].weight.copy_(torch.cat([l.weight for l in lasts], dim=1) / k)  # type: ignore[index]
+        packed[3].bias.copy_(torch.stack([l.bias for l in lasts]).mean(dim=0))  # type: ignore[index]
+    return packed
+
+
+def _branch_like(in_dim: int, hidden: int, template: nn.Module) -> nn.Sequential:
+    dropout = template[2].p  # type: ignore[index]
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+
 def fit_head(
     head: Head,
     train_set: TrainingSet,
@@ -140,50 +198,40 @@ def fit_head(
     weight_decay: float = 1e-4,
     batch_images: int = 512,
     seed: int = 0,
+    members: int = 1,
 ) -> dict[str, Any]:
     """Train the head's branches that have two-class labels; early stopping on ``stop_set`` loss.
 
+    With ``members > 1`` the minor MLP is a bagged ensemble: ``members`` MLPs trained
+    from different seeds, packed into one MLP whose output is their mean (so the
+    saved head keeps the same format; ``metadata.hidden`` grows accordingly).
+
     Returns a summary: which axes were trained, epochs run, best stop-set loss per axis.
     """
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     summary: dict[str, Any] = {}
+    opts = {"epochs": epochs, "patience": patience, "lr": lr, "weight_decay": weight_decay, "batch_images": batch_images}
     for axis in ("minor", "sexual"):
         y = train_set.minor_y if axis == "minor" else train_set.sexual_y
         if not _both_classes(y) or not _both_classes(stop_set.minor_y if axis == "minor" else stop_set.sexual_y):
             summary[axis] = {"trained": False, "why": "needs both classes in train and calib splits; kept the prior"}
             continue
-        net = head.minor_net if axis == "minor" else head.sexual_net
-        for m in net.modules():
-            if isinstance(m, nn.Linear):
-                m.reset_parameters()
         _standardise(head, train_set, axis)
-        known = y[~np.isnan(y)]
-        pos_weight = float((len(known) - known.sum()) / max(known.sum(), 1.0))
-        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-        best, best_state, stale, epoch = float("inf"), copy.deepcopy(net.state_dict()), 0, 0
-        n = len(y)
-        for epoch in range(1, epochs + 1):
-            head.train()
-            order = rng.permutation(n)
-            for start in range(0, n, batch_images):
-                batch = train_set.subset(np.sort(order[start : start + batch_images]))
-                loss = _mil_loss(head, batch, axis, pos_weight)
-                if loss.requires_grad:
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-            head.eval()
+        k = members if axis == "minor" and head.metadata.hidden > 0 else 1
+        nets, runs = [], []
+        for j in range(k):
+            runs.append(_fit_branch(head, axis, train_set, stop_set, seed=seed + j, **opts))
+            nets.append(copy.deepcopy(head.minor_net if axis == "minor" else head.sexual_net))
+        if k > 1:
+            head.minor_net = _pack_members(nets)
+            head.metadata.hidden = head.metadata.hidden * k
             with torch.no_grad():
-                val = float(_mil_loss(head, stop_set, axis, pos_weight))
-            if val < best - 1e-5:
-                best, best_state, stale = val, copy.deepcopy(net.state_dict()), 0
-            else:
-                stale += 1
-                if stale >= patience:
-                    break
-        net.load_state_dict(best_state)
-        summary[axis] = {"trained": True, "epochs": epoch, "best_stop_loss": round(best, 5), "pos_weight": round(pos_weight, 3)}
+                best = float(_mil_loss(head.eval(), stop_set, axis, runs[0][2]))
+        else:
+            best = runs[0][0]
+        summary[axis] = {
+            "trained": True, "members": k, "epochs": [r[1] for r in runs], "best_stop_loss": round(best, 5),
+            "pos_weight": round(runs[0][2], 3),
+        }
     head.eval()
     return summary
 
@@ -250,6 +298,7 @@ def train(
     cache_dir: str | os.PathLike[str] | None = None,
     device: str = "cpu",
     batch_size: int = 16,
+    members: int = 1,
 ) -> dict[str, Any]:
     """Train, calibrate and save a head; returns its metadata's metrics and provenance.
 
@@ -278,7 +327,7 @@ def train(
 
     ts = TrainingSet.from_embeddings(embs, [r.minor for r in records], [r.sexual for r in records], minor_source=meta.minor_source)
     parts = {name: ts.subset(np.flatnonzero(split == name)) for name in ("train", "calib", "val")}
-    summary = fit_head(head, parts["train"], parts["calib"], epochs=epochs, seed=seed)
+    summary = fit_head(head, parts["train"], parts["calib"], epochs=epochs, seed=seed, members=members)
 
     calibration = copy.deepcopy(prior.metadata.calibration)
     calibrated = dict(prior.metadata.calibrated)
@@ -309,7 +358,7 @@ def train(
         "n_without_faces": int(sum(1 for e in embs if not e.faces)) if meta.minor_source == "face" else 0,
         "split_rule": "sha256('genguard-split-v1:' + file name): val 20%, calib 15% of the rest, train the rest",
         "split_sizes": {k: int((split == k).sum()) for k in ("train", "calib", "val")},
-        "recipe": {"hidden": hidden, "epochs": epochs, "seed": seed, "target_fpr": target_fpr, "loss": "MIL max-over-faces BCE, class-balanced"},
+        "recipe": {"hidden": hidden, "members": members, "epochs": epochs, "seed": seed, "target_fpr": target_fpr, "loss": "MIL max-over-faces BCE, class-balanced"},
         "seconds": round(time.time() - started, 1),
     }
     meta.feature_layout = dict(embedder.feature_layout)
