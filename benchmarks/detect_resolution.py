@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import UTKFACE, _scene, machine  # noqa: E402
+from _common import UTKFACE, _scene, machine
 
 SIZES = (48, 64, 96, 128, 160, 200, 256, 384)
 

@@ -28,7 +28,7 @@ from typing import Any
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_corpus  # noqa: E402
+from _common import write_corpus
 
 
 class NaivePipeline:

@@ -32,10 +32,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_corpus  # noqa: E402
+from _common import machine, write_corpus
 
 MODEL_STAGES = ("nudenet", "open_nsfw", "age", "face_finding", "landmarks_chips")
 ORDER = ("decode", "pre_post", *MODEL_STAGES, "head", "policy_verdict")
@@ -64,7 +64,7 @@ class _InlineExecutor:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def __enter__(self) -> _InlineExecutor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -74,7 +74,7 @@ class _InlineExecutor:
         future: Future[Any] = Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # handed back through the future, as a pool would
+        except BaseException as exc:  # noqa: BLE001 -- handed back through the future, as a pool would
             future.set_exception(exc)
         return future
 
@@ -116,17 +116,21 @@ def _run_stages(guard: Any, paths: list[Path], batch: int, load_image: Callable[
     return clock, time.perf_counter() - t_all
 
 
-def profile(paths: list[Path], batch: int, threads: int | None = None) -> dict[str, Any]:
-    """Per-stage seconds for screening ``paths`` in batches of ``batch`` (after one warm-up batch)."""
+def profile(paths: list[Path], batch: int, threads: int | None = None, **options: Any) -> dict[str, Any]:
+    """Per-stage seconds for screening ``paths`` in batches of ``batch`` (after one warm-up batch).
+
+    ``options`` go to the bundled embedder (for example ``small_faces=False``).
+    """
     from genguard import Guard, load_image
     from genguard.embedders import bundled
 
     original = bundled.ThreadPoolExecutor
-    bundled.ThreadPoolExecutor = _InlineExecutor  # type: ignore[attr-defined,misc]
+    bundled.ThreadPoolExecutor = _InlineExecutor
     try:
-        clock, total = _run_stages(Guard(batch_size=batch, **({"threads": threads} if threads else {})), paths, batch, load_image)
+        guard = Guard(batch_size=batch, **({"threads": threads} if threads else {}), **options)
+        clock, total = _run_stages(guard, paths, batch, load_image)
     finally:
-        bundled.ThreadPoolExecutor = original  # type: ignore[misc]
+        bundled.ThreadPoolExecutor = original
     inner = sum(clock[k] for k in MODEL_STAGES)
     clock["pre_post"] = clock["_embed"] - inner
     clock["policy_verdict"] = clock["_classify"] - clock["_embed"] - clock["head"]
@@ -161,12 +165,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--images", type=int, default=32, help="images timed (the 16-image corpus is cycled)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: onnxruntime's)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a bundled embedder option, VALUE as JSON (for example small_faces=false); repeatable")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="genguard-bench-") as tmp:
         corpus = write_corpus(Path(tmp), args.size, args.format)
         paths = [corpus[i % len(corpus)] for i in range(args.images)]
-        result = {"machine": machine(), "format": args.format, "size": args.size, **profile(paths, args.batch, args.threads)}
+        options = {k: json.loads(v) for k, _, v in (o.partition("=") for o in args.option)}
+        result = {"machine": machine(), "format": args.format, "size": args.size, "options": options,
+                  **profile(paths, args.batch, args.threads, **options)}
     result["machine"]["loadavg_after"] = list(__import__("os").getloadavg())
     print_profile(result)
     if args.out:

@@ -3,6 +3,10 @@
 Pipelines, each timed end to end from encoded files (decoding included):
 
 - ``bundled``: ``Guard().classify_batch(paths, batch_size=B)`` at batch 1, 8 and 32;
+- ``bundled-*`` variants at batch 8 on 1024 JPEG: ``small_faces=False`` (no 2x
+  dlib pass, where the checkout has that option) and ``detect_max_side`` 768 and
+  512 (dlib on a smaller copy of the frame): faster, fewer small faces found (see
+  ``benchmarks/detect_resolution.py``);
 - ``naive``: the same three model files through their own packages' public
   APIs, one image at a time (``benchmarks/naive.py``);
 - ``clip-vit-b-32``, ``clip-vit-l-14``: OpenCLIP image towers with random
@@ -38,9 +42,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, time_batches, write_corpus  # noqa: E402
+from _common import machine, time_batches, write_corpus
 
 INPUTS = (("1024-jpeg", 1024, "JPEG"), ("1024-png", 1024, "PNG"), ("512-jpeg", 512, "JPEG"))
+VARIANTS: dict[str, dict[str, Any]] = {
+    "bundled-single-pass": {"small_faces": False},
+    "bundled-detect768": {"detect_max_side": 768},
+    "bundled-detect512": {"detect_max_side": 512},
+}
 TARGET_MS = 80.0
 TARGET_VS_L14 = 10.0
 TARGET_VS_NAIVE = 1.5
@@ -59,9 +68,28 @@ def bench_bundled(corpora: dict[str, list[Path]], batches: Sequence[int], images
     for name, paths in corpora.items():
         for b in batches:
             guard.batch_size = b  # frames per model call (classify_batch's batch_size sets how many images are read ahead)
-            r = time_batches(lambda chunk, b=b: guard.classify_batch(chunk, batch_size=b), paths, b, images)
+            r = time_batches(lambda chunk, b=b: guard.classify_batch(chunk, batch_size=b), paths, b, images, warmup=min(b, 8))
             rows.append({"pipeline": "bundled", "input": name, "batch": b, **r})
             print(f"  bundled {name} batch {b}: {r['ms_per_image']:.1f} ms/image", flush=True)
+    return rows
+
+
+def bench_variants(paths: list[Path], input_name: str, variants: dict[str, dict[str, Any]], batch: int, images: int) -> list[dict[str, Any]]:
+    """The bundled backbone with other face-finding options (each trades found faces for speed)."""
+    import inspect
+
+    from genguard import Guard
+    from genguard.embedders.bundled import BundledEmbedder
+
+    known = inspect.signature(BundledEmbedder).parameters
+    rows = []
+    for label, options in variants.items():
+        if not set(options) <= set(known):
+            continue  # an option this checkout's embedder does not have
+        guard = Guard(batch_size=batch, **options)
+        r = time_batches(lambda chunk, g=guard: g.classify_batch(chunk, batch_size=batch), paths, batch, images)
+        rows.append({"pipeline": label, "input": input_name, "batch": batch, "options": options, **r})
+        print(f"  bundled {options}, {input_name} batch {batch}: {r['ms_per_image']:.1f} ms/image", flush=True)
     return rows
 
 
@@ -94,27 +122,31 @@ def _tower(model_name: str) -> tuple[Any, Any]:
     return model, preprocess
 
 
-def bench_towers(paths: list[Path], input_name: str, models: Sequence[str], batches: Sequence[int], images: int) -> list[dict[str, Any]]:
+def _tower_runner(model: Any, preprocess: Any) -> Any:
+    """Decode, preprocess and encode a batch of image files with one tower."""
     import torch
     from PIL import Image
 
+    def run(chunk: Sequence[Path]) -> Any:
+        tensors = []
+        for p in chunk:
+            with Image.open(p) as img:
+                tensors.append(preprocess(img.convert("RGB")))
+        with torch.inference_mode():
+            return model.encode_image(torch.stack(tensors))
+
+    return run
+
+
+def bench_towers(paths: list[Path], input_name: str, models: Sequence[str], batches: Sequence[int], images: int) -> list[dict[str, Any]]:
     rows = []
     for model_name in models:
-        model, preprocess = _tower(model_name)
-
-        def run(chunk: Sequence[Path]) -> Any:
-            tensors = []
-            for p in chunk:
-                with Image.open(p) as img:
-                    tensors.append(preprocess(img.convert("RGB")))
-            with torch.inference_mode():
-                return model.encode_image(torch.stack(tensors))
-
+        run = _tower_runner(*_tower(model_name))
         for b in batches:
             r = time_batches(run, paths, b, images if b == 1 else b, warmup=2)
             rows.append({"pipeline": f"clip-{model_name.lower()}", "input": input_name, "batch": b, **r})
             print(f"  {model_name} tower {input_name} batch {b}: {r['ms_per_image']:.1f} ms/image", flush=True)
-        del model
+        del run  # free the model before the next one is built
     return rows
 
 
@@ -131,7 +163,7 @@ def bench_guard_clip(paths: list[Path], input_name: str, batches: Sequence[int],
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
         del model
         guard = Guard(backbone=f"clip:ViT-B-32/{weights}")
-    except Exception as exc:  # report why the row is missing; the rest of the run stands
+    except Exception as exc:  # noqa: BLE001 -- report why the row is missing; the rest of the run stands
         logging.getLogger(__name__).warning("guard-clip row skipped: %r", exc)
         return [{"pipeline": "guard-clip-vit-b-32", "input": input_name, "skipped": f"{type(exc).__name__}: {exc}"}]
     rows = []
@@ -183,13 +215,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer images, one input, ViT-B-32 only")
-    parser.add_argument("--images", type=int, default=None, help="images timed per bundled/naive row (default 32; 8 with --quick)")
+    parser.add_argument("--images", type=int, default=None, help="images timed per bundled/naive row (default 16; 8 with --quick; a batch-32 row times one batch)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads for the bundled Guard")
     parser.add_argument("--no-clip", action="store_true", help="skip the OpenCLIP towers and the Guard CLIP row")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    images = args.images or (8 if args.quick else 32)
+    images = args.images or (8 if args.quick else 16)
     inputs = INPUTS[:1] if args.quick else INPUTS
     batches = (1, 8) if args.quick else (1, 8, 32)
     towers = ("ViT-B-32",) if args.quick else ("ViT-B-32", "ViT-L-14")
@@ -202,6 +234,8 @@ def main() -> None:
         print("bundled default:", flush=True)
         rows = bench_bundled(corpora, batches, images, args.threads)
         record["peak_rss_mib_after_bundled"] = _peak_rss_mib()
+        if not args.quick:
+            rows += bench_variants(corpora["1024-jpeg"], "1024-jpeg", VARIANTS, 8, images)
 
         from profile_bundled import print_profile, profile
 
