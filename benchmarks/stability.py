@@ -72,9 +72,11 @@ def subset(n: int) -> list[tuple[Path, int | None]]:
     for age, p in faces:
         if age not in picked.values():
             picked[p] = age
-    rest = n - len(picked)
-    for i in range(max(rest, 0)):
-        age, p = faces[int(i * len(faces) / rest)]
+    evenly = [int(k * len(faces) / n) for k in range(n)]
+    for idx in evenly + list(range(len(faces))):  # evenly spaced, then the first unpicked ones to make up n
+        if len(picked) >= n:
+            break
+        age, p = faces[idx]
         picked.setdefault(p, age)
     out = sorted(picked.items(), key=lambda t: (t[1], t[0].name))
     return [(p, a) for p, a in out][:n]

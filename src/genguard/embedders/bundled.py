@@ -68,6 +68,9 @@ _AGE_CHIP: Final = 64
 _NSFW_CHIP: Final = 224
 _CHIP_PADDING: Final = 0.2
 _NSFW_FACE_PADDING: Final = 0.5
+# dlib score a face found only by the 2x pass needs: 19 skimage photos gave one false face (0.12, on the
+# astronaut), 40 child faces pasted at 48 px scored 0.02-2.05, all but one >= 0.16 (benchmarks/small_face_scores.py).
+_SMALL_FACE_MIN_SCORE: Final = 0.15
 
 _FACE_WORKERS: Final = 2
 """Threads that find and align faces beside onnxruntime (dlib releases the GIL)."""
@@ -98,7 +101,8 @@ class BundledEmbedder:
         Frames larger than this are downscaled for dlib's detector (boxes are mapped back).
     small_faces : bool, default True
         Run dlib a second time at 2x, which finds faces down to about 40 px (at the detection
-        resolution) instead of about 80 px; only faces the first pass missed are added. Costs about
+        resolution) instead of about 80 px; only faces the first pass missed (with a dlib score of at least
+        0.15) are added. Costs about
         0.45 s more per 1024 px frame on one slow core (docs/reliability.md); False restores the single pass.
 
     Examples
@@ -260,7 +264,10 @@ class BundledEmbedder:
             small = frame if scale == 1.0 else _resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))))
             found = self._dlib_faces(small, 0, scale, (w, h))
             if self.small_faces:  # 2x pass: faces under dlib's 80 px window; the first pass's boxes stay as they were
-                found += [f for f in self._dlib_faces(small, 1, scale, (w, h)) if all(_iou(f[0], b) < 0.3 for b, _, _ in found)]
+                found += [
+                    f for f in self._dlib_faces(small, 1, scale, (w, h))
+                    if f[2] >= _SMALL_FACE_MIN_SCORE and all(_iou(f[0], b) < 0.3 for b, _, _ in found)
+                ]
         if "nudenet" in self.face_detectors:
             for box, s in nude_faces:
                 if all(_iou(box, b) < 0.3 for b, _, _ in found):
