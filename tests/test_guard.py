@@ -287,3 +287,28 @@ def test_young_children_score_high_and_adults_low(guard: Guard, utkface_dir: Pat
     assert child_rate >= 0.75, f"only {child_rate:.0%} of children aged 1-6 reach minor >= {t}: {child_minor}"
     assert adult_rate <= 0.15, f"{adult_rate:.0%} of adults aged 30-60 reach minor >= {t}: {adult_minor}"
     assert np.median(child_minor) > np.median(adult_minor)
+
+
+# ------------------------------------------------- the default skips the face stage where it cannot matter
+def test_default_guard_skips_minor_only_where_it_cannot_change_the_decision(guard: Guard, benign_images: dict[str, Any]) -> None:
+    fast = Guard(embedder=guard.embedder, head=guard.head)
+    for name, image in benign_images.items():
+        full, quick = guard.classify(image), fast.classify(image)
+        assert quick.decision == full.decision, name
+        assert quick.scores.sexual == pytest.approx(full.scores.sexual, abs=1e-6)
+        assert quick.scores.sexual < fast.policy.review_sexual
+        assert quick.scores.minor is None
+        assert [r.code for r in quick.reasons] == ["minor_skipped"]
+        assert Verdict.from_dict(json.loads(json.dumps(quick.to_dict()))) == quick
+
+
+def test_default_guard_scores_minor_once_sexual_reaches_review(guard: Guard, benign_images: dict[str, Any]) -> None:
+    from genguard import Policy
+
+    # review_sexual 0 makes every frame one where the minor score could matter.
+    p = Policy(minor_threshold=0.5, sexual_threshold=0.8, review_minor=0.25, review_sexual=0.0)
+    fast = Guard(embedder=guard.embedder, head=guard.head, policy=p)
+    full = Guard(embedder=guard.embedder, head=guard.head, policy=p, full_scores=True)
+    v, w = fast.classify(benign_images["astronaut"]), full.classify(benign_images["astronaut"])
+    assert v.scores.minor is not None and v.scores.minor == pytest.approx(w.scores.minor, abs=1e-6)
+    assert [r.code for r in v.reasons] == [r.code for r in w.reasons]

@@ -24,9 +24,9 @@ REQUEST_BODY: Final = {
 
 
 class ScoresModel(BaseModel):
-    """Calibrated risk scores in [0, 1]."""
+    """Calibrated risk scores in [0, 1]; ``minor`` is null when it was not scored because it could not change the decision."""
 
-    minor: float
+    minor: float | None
     sexual: float
 
 

@@ -56,6 +56,7 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--subject", default=None, help="user, API key or session id, for the attempt monitor and audit log")
     c.add_argument("--monitor", default=None, help="SQLite file of the attempt monitor (records blocked and near-miss verdicts of --subject)")
     c.add_argument("--audit-log", default=None, help="append one JSON record per verdict to this file (JSON Lines, rotated)")
+    c.add_argument("--full-scores", action="store_true", help="score the minor axis of every image (default: only where the sexual score could make it matter)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_guard_options(c)
 
@@ -157,7 +158,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         from .blocklist import Blocklist
 
         blocklist = Blocklist.from_file(args.blocklist, **({} if args.max_distance is None else {"max_distance": args.max_distance}))
-    guard = Guard(args.backbone, on_error=args.on_error, blocklist=blocklist, **_guard_kwargs(args))
+    guard = Guard(args.backbone, on_error=args.on_error, blocklist=blocklist, full_scores=args.full_scores, **_guard_kwargs(args))
     if args.minor_threshold is not None or args.sexual_threshold is not None:
         base = guard.policy
         minor = base.minor_threshold if args.minor_threshold is None else args.minor_threshold
@@ -213,10 +214,13 @@ def _table_row(label: str, verdict: Any) -> str:
         extra.append("face ages " + ", ".join(f"{a:.0f}" for a in ages if a is not None))
     elif any(r.code == "no_face" for r in verdict.reasons):
         extra.append("no face")
+    elif any(r.code == "minor_skipped" for r in verdict.reasons):
+        extra.append("minor not scored: sexual score below review")
     if any(r.code == "hash_match" for r in verdict.reasons):
         extra.append("hash match")
     tail = f"  ({'; '.join(extra)})" if extra else ""
-    return f"{verdict.decision:8}  {verdict.scores.minor:6.3f}  {verdict.scores.sexual:6.3f}  {label}{tail}"
+    minor = "     -" if verdict.scores.minor is None else f"{verdict.scores.minor:6.3f}"
+    return f"{verdict.decision:8}  {minor}  {verdict.scores.sexual:6.3f}  {label}{tail}"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

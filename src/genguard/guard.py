@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,12 @@ class Guard:
         PDQ hashes to block on sight, whatever the scores.
     max_bytes, max_pixels, max_frames : int
         Loader limits; see :func:`genguard.load_image`.
+    full_scores : bool, default False
+        Score the minor axis of every frame. By default the face stage (face
+        finding, alignment, the age network) runs only for frames whose sexual
+        score reaches ``policy.review_sexual``: below it the decision is "allow"
+        whatever the minor score, so skipping cannot change any decision. Such
+        verdicts carry ``scores.minor = None`` and the reason ``minor_skipped``.
     embedder : Embedder or None, default None
         A ready embedder to use instead of building ``backbone`` (for tests and custom backbones).
     **backbone_options
@@ -84,6 +91,7 @@ class Guard:
         max_bytes: int = MAX_BYTES,
         max_pixels: int = MAX_PIXELS,
         max_frames: int = MAX_FRAMES,
+        full_scores: bool = False,
         embedder: Embedder | None = None,
         **backbone_options: Any,
     ) -> None:
@@ -101,6 +109,7 @@ class Guard:
         self.policy: Policy = policy if policy is not None else self.head.policy
         self.on_error: OnError = on_error
         self.batch_size = batch_size
+        self.full_scores = full_scores
         self.limits = {"max_bytes": max_bytes, "max_pixels": max_pixels, "max_frames": max_frames}
         self.blocklist = _resolve_blocklist(blocklist)
 
@@ -192,7 +201,7 @@ class Guard:
                     return
                 chunk, pending = pending[:size], pending[size:]
                 items = [f.result() for f in chunk]
-                verdicts = self._score_items(items)
+                verdicts = self._score_items(items, size)
                 if progress is not None:
                     progress(len(verdicts))
                 yield from verdicts
@@ -217,18 +226,28 @@ class Guard:
         pdq = self.blocklist.hash_frames(loaded.frames) if self.blocklist is not None else None
         return _Item(loaded, None, pdq)
 
-    def _score_items(self, items: Sequence[_Item]) -> list[Verdict]:
+    def _embed(self, frames: Sequence[Any]) -> list[ImageEmbedding]:
+        staged = getattr(self.embedder, "supports_face_filter", False)
+        if self.full_scores or not staged or self.head.metadata.minor_source != "face":
+            return self.embedder.embed(frames)
+        review = self.policy.review_sexual
+        head = self.head
+        # Below the sexual review threshold the decision is "allow" whatever the minor score.
+        embed: Any = self.embedder.embed
+        return list(embed(frames, face_filter=lambda e: float(head.sexual_scores([e])[0]) >= review))
+
+    def _score_items(self, items: Sequence[_Item], size: int | None = None) -> list[Verdict]:
         frames = [f for it in items if it.loaded is not None for f in it.loaded.frames]
         embeddings: list[ImageEmbedding] = []
-        size = self.batch_size
+        size = size or self.batch_size
         try:
             for start in range(0, len(frames), size):
-                embeddings.extend(self.embedder.embed(frames[start : start + size]))
+                embeddings.extend(self._embed(frames[start : start + size]))
             scores = self.head.score(embeddings)
         except Exception as exc:  # one frame the models choke on must not lose the batch
             if len(items) > 1:
                 logger.warning("scoring a batch failed (%r); scoring its images one by one", exc)
-                return [v for it in items for v in self._score_items([it])]
+                return [v for it in items for v in self._score_items([it], size)]
             logger.error("could not score an image: %r", exc)
             error = ImageLoadError(f"could not score this image: {type(exc).__name__}: {exc}")
             error.__cause__ = exc
@@ -264,7 +283,7 @@ class Guard:
         assert item.loaded is not None
         policy = self.policy
         decisions = [policy.decide(s.minor, s.sexual) for s in scores]
-        worst = max(range(len(scores)), key=lambda i: (_RANK[decisions[i]], min(scores[i].minor, scores[i].sexual)))
+        worst = max(range(len(scores)), key=lambda i: (_RANK[decisions[i]], min(_known(scores[i].minor), scores[i].sexual)))
         decision, s, emb = decisions[worst], scores[worst], embeddings[worst]
         frame = item.loaded.frame_indices[worst]
         reasons: list[Reason] = []
@@ -274,7 +293,10 @@ class Guard:
                 Reason(code, {"score": round(p, 4), "age": None if face.age is None else round(face.age, 1),
                               "box": list(face.box), "detector": face.detector, "frame": frame})
             )
-        if self.head.metadata.minor_source == "face" and not emb.faces:
+        minor = None if math.isnan(s.minor) else s.minor
+        if not emb.faces_searched:
+            reasons.append(Reason("minor_skipped", {"sexual": round(s.sexual, 4), "review_sexual": policy.review_sexual, "frame": frame}))
+        elif self.head.metadata.minor_source == "face" and not emb.faces:
             reasons.append(Reason("no_face", {"minor": s.minor, "frame": frame}))
         if s.sexual >= policy.review_sexual:
             reasons.append(Reason("sexual_content", {"score": round(s.sexual, 4), **_jsonable(emb.details), "frame": frame}))
@@ -292,13 +314,17 @@ class Guard:
                 reasons.append(Reason("hash_match", match))
         return Verdict(
             decision=decision,
-            scores=Scores(s.minor, s.sexual),
+            scores=Scores(minor, s.sexual),
             reasons=tuple(reasons),
             error=None,
             frame=frame,
             backbone=self.embedder.name,
             head=self.head.identifier,
         )
+
+
+def _known(score: float) -> float:
+    return 0.0 if math.isnan(score) else score
 
 
 def _jsonable(details: Any) -> dict[str, Any]:

@@ -174,8 +174,20 @@ class Head(nn.Module):
 
     # ------------------------------------------------------------- scoring
     @torch.inference_mode()
+    def sexual_scores(self, embeddings: Sequence[ImageEmbedding]) -> FloatArray:
+        """Calibrated sexual scores of frame embeddings (the sexual branch reads only the image vector)."""
+        if not embeddings:
+            return np.zeros((0,), np.float32)
+        images = torch.from_numpy(np.stack([e.vector for e in embeddings])).to(self.minor_mean.device)
+        out: FloatArray = self.calibrate("sexual", self.sexual_logits(images)).cpu().numpy()
+        return out
+
+    @torch.inference_mode()
     def score(self, embeddings: Sequence[ImageEmbedding]) -> list[ImageScores]:
-        """Score a batch of frame embeddings; one :class:`ImageScores` per frame."""
+        """Score a batch of frame embeddings; one :class:`ImageScores` per frame.
+
+        A frame whose face stage was skipped (``faces_searched=False``) gets a NaN minor score.
+        """
         if not embeddings:
             return []
         was_training = self.training
@@ -197,7 +209,10 @@ class Head(nn.Module):
             for e, s in zip(embeddings, sexual):
                 probs = tuple(float(p) for p in face_probs[k : k + len(e.faces)])
                 k += len(e.faces)
-                image_minor = max(probs) if probs else float(self.metadata.no_face_minor)
+                if not e.faces_searched:
+                    image_minor = float("nan")  # not scored: the face stage was skipped
+                else:
+                    image_minor = max(probs) if probs else float(self.metadata.no_face_minor)
                 out.append(ImageScores(image_minor, float(s), probs))
             return out
         finally:

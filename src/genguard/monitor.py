@@ -159,7 +159,8 @@ def classify_event(verdict: Verdict, policy: Policy | None, margin: float) -> in
         return _NEAR
     if policy is not None:
         s = verdict.scores
-        if s.minor >= policy.minor_threshold - margin and s.sexual >= policy.sexual_threshold - margin:
+        # minor is None only when the sexual score was below the review threshold: never a near miss.
+        if s.minor is not None and s.minor >= policy.minor_threshold - margin and s.sexual >= policy.sexual_threshold - margin:
             return _NEAR
     return None
 

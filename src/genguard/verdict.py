@@ -15,9 +15,14 @@ _DECISIONS = ("allow", "review", "block")
 
 @dataclass(frozen=True, slots=True)
 class Scores:
-    """Calibrated risk scores in [0, 1]: a person under 18 is shown; the content is sexual."""
+    """Calibrated risk scores in [0, 1]: a person under 18 is shown; the content is sexual.
 
-    minor: float
+    ``minor`` is None when it was not scored because it could not change the
+    decision: by default a Guard skips the face stage for a frame whose sexual
+    score is below the review threshold (``Guard(full_scores=True)`` scores every frame).
+    """
+
+    minor: float | None
     sexual: float
 
 
@@ -30,6 +35,7 @@ class Reason:
     ``minor_face``      a face scored as under 18 (``age``, ``score``, ``box``, ``frame``)
     ``face``            a face found and scored as adult (same details)
     ``no_face``         no face found, so the minor score is the head's no-face value
+    ``minor_skipped``   the minor score was not computed: the sexual score alone decides "allow"
     ``sexual_content``  the sexual score and what drove it (``open_nsfw``, ``nudenet``)
     ``both_high``       both scores at or above their block thresholds
     ``review_band``     both scores at or above their review thresholds
@@ -110,7 +116,7 @@ class Verdict:
         scores = data["scores"]
         return cls(
             decision=data["decision"],
-            scores=Scores(float(scores["minor"]), float(scores["sexual"])),
+            scores=Scores(None if scores["minor"] is None else float(scores["minor"]), float(scores["sexual"])),
             reasons=reasons,
             error=data.get("error"),
             frame=data.get("frame"),

@@ -49,11 +49,15 @@ class ImageEmbedding:
     details : mapping
         Backbone-specific, JSON-ready extras for a verdict's reasons
         (for example the bundled detectors' own scores).
+    faces_searched : bool
+        False when the face stage was skipped for this frame (see ``face_filter``
+        in :meth:`BundledEmbedder.embed`); ``faces`` is then empty but says nothing.
     """
 
     vector: FloatArray
     faces: tuple[FaceEmbedding, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
+    faces_searched: bool = True
 
 
 @runtime_checkable

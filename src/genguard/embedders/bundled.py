@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Final
 
 import numpy as np
@@ -112,6 +113,7 @@ class BundledEmbedder:
     """
 
     name: Final = "bundled"
+    supports_face_filter: Final = True  # embed(frames, face_filter=...) runs the face stage only where asked
     face_dim: Final = FACE_DIM
     image_dim: Final = IMAGE_DIM
 
@@ -169,7 +171,9 @@ class BundledEmbedder:
         }
 
     # ----------------------------------------------------------------- embed
-    def embed(self, frames: Sequence[RGBArray]) -> list[ImageEmbedding]:
+    def embed(
+        self, frames: Sequence[RGBArray], *, face_filter: Callable[[ImageEmbedding], bool] | None = None
+    ) -> list[ImageEmbedding]:
         """Embed a batch of RGB frames; one :class:`ImageEmbedding` per frame, in order.
 
         NudeNet runs first, since its face boxes feed face finding. Face finding
@@ -178,29 +182,53 @@ class BundledEmbedder:
         open_nsfw on the calling thread. The face chips follow in one open_nsfw
         call and one age call; both are skipped when no face was found, since
         they only embed faces.
+
+        With ``face_filter``, the whole-frame embeddings come first, and faces are
+        searched only in frames for which ``face_filter(embedding)`` is true; the
+        others are returned with ``faces_searched=False``. Guard uses this to skip
+        the face stage where the sexual score alone already decides "allow".
         """
         if not frames:
             return []
         nude_scores, nude_faces = self._run_nudenet(frames)
+        if face_filter is not None:
+            logits, nsfw_feats = self._run_nsfw(np.stack([_nsfw_whole(f) for f in frames]))
+            images = self._image_embeddings(nude_scores, logits, nsfw_feats, faces_searched=False)
+            need = [i for i, e in enumerate(images) if face_filter(e)]
+            if need:
+                per_frame = [self._faces_and_chips(frames[i], nude_faces[i]) for i in need]
+                for i, faces in zip(need, self._face_embeddings(per_frame)):
+                    images[i] = replace(images[i], faces=tuple(faces), faces_searched=True)
+            return images
         with ThreadPoolExecutor(max_workers=_FACE_WORKERS, thread_name_prefix="genguard-faces") as pool:
             pending = [pool.submit(self._faces_and_chips, f, nf) for f, nf in zip(frames, nude_faces)]
             logits, nsfw_feats = self._run_nsfw(np.stack([_nsfw_whole(f) for f in frames]))
             per_frame = [p.result() for p in pending]
+        images = self._image_embeddings(nude_scores, logits, nsfw_feats, faces_searched=True)
+        return [replace(e, faces=tuple(f)) for e, f in zip(images, self._face_embeddings(per_frame))]
+
+    def _face_embeddings(
+        self, per_frame: Sequence[tuple[list[tuple[Box, str, float]], list[npt.NDArray[np.uint8]], list[FloatArray]]]
+    ) -> list[list[FaceEmbedding]]:
+        """Face embeddings from found faces and their chips: one open_nsfw call and one age call in all."""
         owners = [(i, *face) for i, (found, _, _) in enumerate(per_frame) for face in found]
-        age_chips = [chip for _, chips, _ in per_frame for chip in chips]
-        nsfw_chips = [chip for _, _, chips in per_frame for chip in chips]
+        faces: list[list[FaceEmbedding]] = [[] for _ in per_frame]
+        if not owners:
+            return faces
+        _, face_nsfw = self._run_nsfw(np.stack([chip for _, _, chips in per_frame for chip in chips]))
+        age_feats, age_probs = self._run_age(np.stack([chip for _, chips, _ in per_frame for chip in chips]))
+        ages = age_probs @ _AGE_BINS
+        for k, (i, box, detector, score) in enumerate(owners):
+            vector = np.concatenate([age_feats[k], face_nsfw[k], [ages[k] / 100.0]]).astype(np.float32)
+            faces[i].append(FaceEmbedding(box=box, vector=vector, detector=detector, detector_score=score, age=float(ages[k])))
+        return faces
 
-        faces: list[list[FaceEmbedding]] = [[] for _ in frames]
-        if owners:
-            _, face_nsfw = self._run_nsfw(np.stack(nsfw_chips))
-            age_feats, age_probs = self._run_age(np.stack(age_chips))
-            ages = age_probs @ _AGE_BINS
-            for k, (i, box, detector, score) in enumerate(owners):
-                vector = np.concatenate([age_feats[k], face_nsfw[k], [ages[k] / 100.0]]).astype(np.float32)
-                faces[i].append(FaceEmbedding(box=box, vector=vector, detector=detector, detector_score=score, age=float(ages[k])))
-
+    @staticmethod
+    def _image_embeddings(
+        nude_scores: FloatArray, logits: FloatArray, nsfw_feats: FloatArray, *, faces_searched: bool
+    ) -> list[ImageEmbedding]:
         results = []
-        for i in range(len(frames)):
+        for i in range(len(logits)):
             vector = np.concatenate([[logits[i]], nude_scores[i], nsfw_feats[i]]).astype(np.float32)
             exposed = {
                 label: round(float(s), 4)
@@ -208,7 +236,7 @@ class BundledEmbedder:
                 if "EXPOSED" in label and s >= 0.25
             }
             details = {"open_nsfw": round(float(_sigmoid(logits[i])), 4), "nudenet": exposed}
-            results.append(ImageEmbedding(vector=vector, faces=tuple(faces[i]), details=details))
+            results.append(ImageEmbedding(vector=vector, details=details, faces_searched=faces_searched))
         return results
 
     def _faces_and_chips(
