@@ -102,7 +102,7 @@ def main() -> None:
 
     from genguard import Guard
 
-    guard = Guard(head=args.head, small_faces=not args.no_small_faces)
+    guard = Guard(head=args.head, small_faces=not args.no_small_faces, full_scores=True)  # every minor score
     threshold = guard.policy.minor_threshold
     results: dict[str, Any] = {
         "machine": machine(), "head": guard.head.identifier, "minor_threshold": threshold,

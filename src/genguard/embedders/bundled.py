@@ -69,9 +69,10 @@ _AGE_CHIP: Final = 64
 _NSFW_CHIP: Final = 224
 _CHIP_PADDING: Final = 0.2
 _NSFW_FACE_PADDING: Final = 0.5
-# dlib score a face found only by the 2x pass needs: 19 skimage photos gave one false face (0.12, on the
-# astronaut), 40 child faces pasted at 48 px scored 0.02-2.05, all but one >= 0.16 (benchmarks/small_face_scores.py).
-_SMALL_FACE_MIN_SCORE: Final = 0.15
+# A face found only by the 2x pass must be smaller than dlib's 80 px window at the detection resolution:
+# bigger faces are the first pass's job, and a 2x-only box there is a marginal detection (the one false
+# face in 19 skimage photos was 90 px, on the astronaut's suit; benchmarks/small_face_scores.py).
+_SMALL_FACE_MAX_SIDE: Final = 80
 
 _FACE_WORKERS: Final = 2
 """Threads that find and align faces beside onnxruntime (dlib releases the GIL)."""
@@ -102,8 +103,8 @@ class BundledEmbedder:
         Frames larger than this are downscaled for dlib's detector (boxes are mapped back).
     small_faces : bool, default True
         Run dlib a second time at 2x, which finds faces down to about 40 px (at the detection
-        resolution) instead of about 80 px; only faces the first pass missed (with a dlib score of at least
-        0.15) are added. Costs about
+        resolution) instead of about 80 px; only faces the first pass missed, and under 80 px at the
+        detection resolution, are added. Costs about
         0.45 s more per 1024 px frame on one slow core (docs/reliability.md); False restores the single pass.
 
     Examples
@@ -294,7 +295,7 @@ class BundledEmbedder:
             if self.small_faces:  # 2x pass: faces under dlib's 80 px window; the first pass's boxes stay as they were
                 found += [
                     f for f in self._dlib_faces(small, 1, scale, (w, h))
-                    if f[2] >= _SMALL_FACE_MIN_SCORE and all(_iou(f[0], b) < 0.3 for b, _, _ in found)
+                    if (f[0][2] - f[0][0]) * scale < _SMALL_FACE_MAX_SIDE and all(_iou(f[0], b) < 0.3 for b, _, _ in found)
                 ]
         if "nudenet" in self.face_detectors:
             for box, s in nude_faces:
