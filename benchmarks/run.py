@@ -71,6 +71,13 @@ def bench_bundled(corpora: dict[str, list[Path]], batches: Sequence[int], images
             r = time_batches(lambda chunk, b=b: guard.classify_batch(chunk, batch_size=b), paths, b, images, warmup=min(b, 8))
             rows.append({"pipeline": "bundled", "input": name, "batch": b, **r})
             print(f"  bundled {name} batch {b}: {r['ms_per_image']:.1f} ms/image", flush=True)
+    # The worst case: every frame through the face stage (what an image whose sexual
+    # score reaches the review threshold costs; the default skips it otherwise).
+    full = Guard(full_scores=True, batch_size=8, **({"threads": threads} if threads else {}))
+    for name, paths in corpora.items():
+        r = time_batches(lambda chunk: full.classify_batch(chunk, batch_size=8), paths, 8, images, warmup=8)
+        rows.append({"pipeline": "bundled-full-scores", "input": name, "batch": 8, **r})
+        print(f"  bundled full_scores {name} batch 8: {r['ms_per_image']:.1f} ms/image", flush=True)
     return rows
 
 

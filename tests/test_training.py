@@ -155,3 +155,20 @@ def test_fit_head_with_members_saves_and_loads(tmp_path: Path) -> None:
     again = load_head(tmp_path / "h")
     z0, z1 = train.image_logits(head, "minor"), train.image_logits(again, "minor")
     assert np.allclose(np.nan_to_num(z0), np.nan_to_num(z1), atol=1e-5)
+
+
+def test_dropped_face_features_are_ignored_exactly() -> None:
+    from genguard.training import _drop_columns, _unused_columns
+
+    layout = {"face": {"a": [0, 3], "b": [3, 7], "c": [7, 8]}}
+    cols = _unused_columns(layout, ["a", "c"], "face")
+    assert cols.tolist() == [3, 4, 5, 6]
+    with pytest.raises(ValueError, match="unknown feature slices"):
+        _unused_columns(layout, ["z"], "face")
+    head = _head()
+    _drop_columns(head, cols)
+    x = torch.randn(20, DIM)
+    y = x.clone()
+    y[:, 3:7] = torch.randn(20, 4) * 100
+    head.eval()
+    assert torch.allclose(head.minor_logits(x), head.minor_logits(y))

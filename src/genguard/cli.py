@@ -68,6 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, default=None, help="use an evenly spaced subset of this many images per dataset")
     t.add_argument("--hidden", type=int, default=256, help="hidden width of the minor MLP (0: linear)")
     t.add_argument("--epochs", type=int, default=200, help="most epochs (early stopping on the calib split's loss)")
+    t.add_argument("--face-features", default=None, help="comma-separated face feature slices the minor branch uses (default: all), e.g. age_penultimate,expected_age_div100")
     t.add_argument("--members", type=int, default=1, help="bag this many minor MLPs (different seeds) into one head (default: 1)")
     t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--target-fpr", type=float, default=0.01, help="adult false-positive rate that sets the minor threshold (default 0.01)")
@@ -241,6 +242,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         members=args.members,
+        face_features=args.face_features.split(",") if args.face_features else None,
     )
     print(json.dumps(result, indent=2))
     return EXIT_OK

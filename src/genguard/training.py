@@ -299,8 +299,13 @@ def train(
     device: str = "cpu",
     batch_size: int = 16,
     members: int = 1,
+    face_features: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Train, calibrate and save a head; returns its metadata's metrics and provenance.
+
+    ``face_features`` names the slices of the face vector (``embedder.feature_layout["face"]``)
+    the minor branch may use; None uses all. The others are zeroed while training and
+    their first-layer weights set to zero, so the saved head ignores them exactly.
 
     Writes ``OUT.safetensors`` and ``OUT.json``.
     """
@@ -326,8 +331,14 @@ def train(
     head.sexual_std.copy_(prior.sexual_std)
 
     ts = TrainingSet.from_embeddings(embs, [r.minor for r in records], [r.sexual for r in records], minor_source=meta.minor_source)
-    parts = {name: ts.subset(np.flatnonzero(split == name)) for name in ("train", "calib", "val")}
+    dropped = _unused_columns(dict(embedder.feature_layout), face_features, meta.minor_source)
+    fit_set = copy.copy(ts)
+    fit_set.minor_x = ts.minor_x.copy()
+    fit_set.minor_x[:, dropped] = 0.0
+    parts = {name: fit_set.subset(np.flatnonzero(split == name)) for name in ("train", "calib", "val")}
     summary = fit_head(head, parts["train"], parts["calib"], epochs=epochs, seed=seed, members=members)
+    _drop_columns(head, dropped)
+    parts = {name: ts.subset(np.flatnonzero(split == name)) for name in ("train", "calib", "val")}  # real vectors from here on
 
     calibration = copy.deepcopy(prior.metadata.calibration)
     calibrated = dict(prior.metadata.calibrated)
@@ -358,13 +369,40 @@ def train(
         "n_without_faces": int(sum(1 for e in embs if not e.faces)) if meta.minor_source == "face" else 0,
         "split_rule": "sha256('genguard-split-v1:' + file name): val 20%, calib 15% of the rest, train the rest",
         "split_sizes": {k: int((split == k).sum()) for k in ("train", "calib", "val")},
-        "recipe": {"hidden": hidden, "members": members, "epochs": epochs, "seed": seed, "target_fpr": target_fpr, "loss": "MIL max-over-faces BCE, class-balanced"},
+        "recipe": {"hidden": hidden, "members": members, "face_features": list(face_features) if face_features else "all", "epochs": epochs, "seed": seed, "target_fpr": target_fpr, "loss": "MIL max-over-faces BCE, class-balanced"},
         "seconds": round(time.time() - started, 1),
     }
     meta.feature_layout = dict(embedder.feature_layout)
     path = head.save(out)
     logger.info("saved %s", path)
     return {"head": str(Path(out).with_suffix("")), "metrics": meta.metrics, "policy": meta.policy, "provenance": meta.provenance}
+
+
+def _unused_columns(layout: dict[str, Any], names: Sequence[str] | None, minor_source: str) -> np.ndarray:
+    """Column indices of the face vector outside the named slices (none when ``names`` is None)."""
+    if not names:
+        return np.zeros((0,), dtype=np.int64)
+    slices = layout.get("face", {}) if minor_source == "face" else layout.get("image", {})
+    unknown = set(names) - set(slices)
+    if unknown:
+        raise ValueError(f"unknown feature slices {sorted(unknown)}; this backbone has {sorted(slices)}")
+    keep = np.zeros(max(end for _, end in slices.values()), dtype=bool)
+    for name in names:
+        start, end = slices[name]
+        keep[start:end] = True
+    return np.flatnonzero(~keep)
+
+
+def _drop_columns(head: Head, columns: np.ndarray) -> None:
+    """Make the minor branch ignore ``columns`` exactly: zero first-layer weights, neutral standardisation."""
+    if not len(columns):
+        return
+    first = head.minor_net if isinstance(head.minor_net, nn.Linear) else head.minor_net[0]  # type: ignore[index]
+    idx = torch.from_numpy(columns)
+    with torch.no_grad():
+        first.weight[:, idx] = 0.0
+        head.minor_mean[idx] = 0.0
+        head.minor_std[idx] = 1.0
 
 
 def _rows(head: Head, ts: TrainingSet, records: Sequence[Record], policy: Policy) -> list[dict[str, Any]]:
