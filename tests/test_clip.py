@@ -298,7 +298,7 @@ def test_train_a_head_on_clip_embeddings(backbone: str, tmp_path: Path) -> None:
         writer = csv.DictWriter(fh, ["path", "minor", "sexual"])
         writer.writeheader()
         writer.writerows(rows)
-    train([tmp_path / "data" / "labels.csv"], out=tmp_path / "head", backbone=backbone, hidden=8, epochs=40, cache_dir=tmp_path / "emb")
+    train([tmp_path / "data" / "labels.csv"], out=tmp_path / "head", backbone=backbone, hidden=8, epochs=40, lr=1e-2, cache_dir=tmp_path / "emb")
 
     guard = Guard(backbone, head=tmp_path / "head")
     meta = guard.head.metadata

@@ -71,6 +71,8 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--face-features", default=None, help="comma-separated face feature slices the minor branch uses (default: all), e.g. age_penultimate,expected_age_div100")
     t.add_argument("--members", type=int, default=1, help="bag this many minor MLPs (different seeds) into one head (default: 1)")
     t.add_argument("--seed", type=int, default=0, help="random seed")
+    t.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
+    t.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default: 1e-4)")
     t.add_argument("--target-fpr", type=float, default=0.01, help="adult false-positive rate that sets the minor threshold (default 0.01)")
     t.add_argument("--cache", default=None, help="embedding cache folder (default: $GENGUARD_CACHE or ~/.cache/genguard)")
     _add_guard_options(t)
@@ -242,6 +244,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         members=args.members,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
         face_features=args.face_features.split(",") if args.face_features else None,
     )
     print(json.dumps(result, indent=2))

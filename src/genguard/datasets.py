@@ -35,7 +35,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".apng"})
+IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".apng", ".ico"})
 _GENDERS: Final = {0: "male", 1: "female"}
 _RACES: Final = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}
 

@@ -215,6 +215,7 @@ class Guard:
     def _load(self, image: ImageInput) -> _Item:
         try:
             loaded = load_image(image, **self.limits)
+            pdq = self.blocklist.hash_frames(loaded.frames) if self.blocklist is not None else None
         except ImageLoadError as exc:
             return _Item(None, exc)
         except Exception as exc:  # never lose a batch to one odd input
@@ -223,7 +224,6 @@ class Guard:
             error = ImageLoadError(f"{type(exc).__name__}: {exc}")
             error.__cause__ = exc
             return _Item(None, error)
-        pdq = self.blocklist.hash_frames(loaded.frames) if self.blocklist is not None else None
         return _Item(loaded, None, pdq)
 
     def _embed(self, frames: Sequence[Any]) -> list[ImageEmbedding]:

@@ -300,6 +300,8 @@ def train(
     batch_size: int = 16,
     members: int = 1,
     face_features: Sequence[str] | None = None,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
 ) -> dict[str, Any]:
     """Train, calibrate and save a head; returns its metadata's metrics and provenance.
 
@@ -336,7 +338,7 @@ def train(
     fit_set.minor_x = ts.minor_x.copy()
     fit_set.minor_x[:, dropped] = 0.0
     parts = {name: fit_set.subset(np.flatnonzero(split == name)) for name in ("train", "calib", "val")}
-    summary = fit_head(head, parts["train"], parts["calib"], epochs=epochs, seed=seed, members=members)
+    summary = fit_head(head, parts["train"], parts["calib"], epochs=epochs, seed=seed, members=members, lr=lr, weight_decay=weight_decay)
     _drop_columns(head, dropped)
     parts = {name: ts.subset(np.flatnonzero(split == name)) for name in ("train", "calib", "val")}  # real vectors from here on
 
@@ -369,7 +371,7 @@ def train(
         "n_without_faces": int(sum(1 for e in embs if not e.faces)) if meta.minor_source == "face" else 0,
         "split_rule": "sha256('genguard-split-v1:' + file name): val 20%, calib 15% of the rest, train the rest",
         "split_sizes": {k: int((split == k).sum()) for k in ("train", "calib", "val")},
-        "recipe": {"hidden": hidden, "members": members, "face_features": list(face_features) if face_features else "all", "epochs": epochs, "seed": seed, "target_fpr": target_fpr, "loss": "MIL max-over-faces BCE, class-balanced"},
+        "recipe": {"hidden": hidden, "members": members, "lr": lr, "weight_decay": weight_decay, "face_features": list(face_features) if face_features else "all", "epochs": epochs, "seed": seed, "target_fpr": target_fpr, "loss": "MIL max-over-faces BCE, class-balanced"},
         "seconds": round(time.time() - started, 1),
     }
     meta.feature_layout = dict(embedder.feature_layout)
