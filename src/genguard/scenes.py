@@ -64,7 +64,8 @@ def _synthetic_background(rng: np.random.Generator) -> np.ndarray:
         f = rng.uniform(4, 40)
         s = 0.5 + 0.5 * np.sin(2 * np.pi * f * (xx + yy * rng.random()))
         img = s[:, :, None] * rng.integers(0, 256, 3) + (1 - s[:, :, None]) * rng.integers(0, 256, 3)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img, 0, 255).astype(np.uint8)
+    return out
 
 
 def build_scenes(

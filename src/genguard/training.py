@@ -152,7 +152,7 @@ def _fit_branch(
             loss = _mil_loss(head, train_set.subset(np.sort(order[start : start + batch_images])), axis, pos_weight)
             if loss.requires_grad:
                 opt.zero_grad()
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
         head.eval()
         with torch.no_grad():
@@ -169,22 +169,27 @@ def _fit_branch(
 
 def _pack_members(members: Sequence[nn.Module]) -> nn.Module:
     """One MLP equal to the mean of several same-shaped MLPs (hidden units side by side, output weights / K)."""
-    k = len(members)
-    firsts = [m[0] for m in members]  # type: ignore[index]
-    lasts = [m[3] for m in members]  # type: ignore[index]
+    seqs = [m for m in members if isinstance(m, nn.Sequential)]
+    if len(seqs) != len(members):
+        raise TypeError("only MLP branches (nn.Sequential) can be packed")
+    k = len(seqs)
+    firsts: list[nn.Linear] = [_linear(m[0]) for m in seqs]
+    lasts: list[nn.Linear] = [_linear(m[3]) for m in seqs]
+    dropout = seqs[0][2]
     hidden = sum(f.out_features for f in firsts)
-    packed = _branch_like(firsts[0].in_features, hidden, members[0])
+    first, last = nn.Linear(firsts[0].in_features, hidden), nn.Linear(hidden, 1)
     with torch.no_grad():
-        packed[0].weight.copy_(torch.cat([f.weight for f in firsts]))  # type: ignore[index]
-        packed[0].bias.copy_(torch.cat([f.bias for f in firsts]))  # type: ignore[index]
-        packed[3].weight.copy_(torch.cat([l.weight for l in lasts], dim=1) / k)  # type: ignore[index]
-        packed[3].bias.copy_(torch.stack([l.bias for l in lasts]).mean(dim=0))  # type: ignore[index]
-    return packed
+        first.weight.copy_(torch.cat([f.weight for f in firsts]))
+        first.bias.copy_(torch.cat([f.bias for f in firsts]))
+        last.weight.copy_(torch.cat([x.weight for x in lasts], dim=1) / k)
+        last.bias.copy_(torch.stack([x.bias for x in lasts]).mean(dim=0))
+    return nn.Sequential(first, nn.ReLU(), nn.Dropout(dropout.p if isinstance(dropout, nn.Dropout) else 0.0), last)
 
 
-def _branch_like(in_dim: int, hidden: int, template: nn.Module) -> nn.Sequential:
-    dropout = template[2].p  # type: ignore[index]
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+def _linear(module: nn.Module) -> nn.Linear:
+    if not isinstance(module, nn.Linear):
+        raise TypeError(f"expected a Linear layer, got {type(module).__name__}")
+    return module
 
 
 def fit_head(
@@ -209,7 +214,7 @@ def fit_head(
     Returns a summary: which axes were trained, epochs run, best stop-set loss per axis.
     """
     summary: dict[str, Any] = {}
-    opts = {"epochs": epochs, "patience": patience, "lr": lr, "weight_decay": weight_decay, "batch_images": batch_images}
+    opts: dict[str, Any] = {"epochs": epochs, "patience": patience, "lr": lr, "weight_decay": weight_decay, "batch_images": batch_images}
     for axis in ("minor", "sexual"):
         y = train_set.minor_y if axis == "minor" else train_set.sexual_y
         if not _both_classes(y) or not _both_classes(stop_set.minor_y if axis == "minor" else stop_set.sexual_y):
@@ -248,10 +253,10 @@ def calibrate_platt(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = nn.functional.binary_cross_entropy_with_logits(a * z + b, y)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
-    opt.step(closure)
+    opt.step(closure)  # type: ignore[no-untyped-call]
     return {"a": float(a.detach()), "b": float(b.detach())}
 
 
