@@ -35,6 +35,7 @@ from torch import nn
 
 from .datasets import Record, load_dataset, split_of
 from .embedders.base import ImageEmbedding
+from .calibration import calibrate_platt, threshold_for_fpr
 from .head import Head
 from .policy import Policy
 from .priors import prior_head
@@ -239,39 +240,6 @@ def fit_head(
         }
     head.eval()
     return summary
-
-
-def calibrate_platt(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Fit ``p = sigmoid(a z + b)`` by maximum likelihood (L-BFGS); rows with nan are ignored."""
-    ok = ~np.isnan(logits) & ~np.isnan(labels)
-    z = torch.from_numpy(logits[ok].astype(np.float64))
-    y = torch.from_numpy(labels[ok].astype(np.float64))
-    a = torch.ones((), dtype=torch.float64, requires_grad=True)
-    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([a, b], lr=0.5, max_iter=200)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = nn.functional.binary_cross_entropy_with_logits(a * z + b, y)
-        loss.backward()  # type: ignore[no-untyped-call]
-        return loss
-
-    opt.step(closure)  # type: ignore[no-untyped-call]
-    return {"a": float(a.detach()), "b": float(b.detach())}
-
-
-def threshold_for_fpr(scores: np.ndarray, labels: np.ndarray, target_fpr: float, *, floor: float = 0.05) -> float:
-    """Smallest threshold whose false-positive rate on the negatives is at most ``target_fpr``, but at least ``floor``.
-
-    The floor keeps a threshold meaningful on separable data, where the FPR rule alone
-    would put it just above the highest negative score (possibly near 0).
-    """
-    neg = np.sort(scores[(labels == 0) & ~np.isnan(scores)])[::-1]
-    if not len(neg):
-        raise ValueError("no negative rows to set a threshold on")
-    k = int(np.floor(target_fpr * len(neg)))  # at most k negatives may reach the threshold
-    t = float(np.nextafter(neg[k], np.inf)) if k < len(neg) else float(neg[-1])
-    return min(max(t, floor), 1.0)
 
 
 def _embed_records(records: Sequence[Record], backbone: str, cache_dir: str | None, device: str, batch_size: int) -> tuple[Any, list[ImageEmbedding | None]]:
