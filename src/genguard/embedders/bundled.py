@@ -149,11 +149,13 @@ class BundledEmbedder:
         self._nsfw = onnx_session("open_nsfw", extra_outputs=("Reshape:0",), providers=providers, threads=threads)
         self._nudenet = onnx_session("nudenet", providers=providers, threads=threads)
         self._nsfw_input = self._nsfw.get_inputs()[0].name
-        self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(asset_path("landmarks")))
         self._dlib = dlib
         # dlib's detector and predictor are not documented as thread-safe; the ONNX sessions are.
+        # Each thread gets its own detector (cheap to build; detection releases the GIL, so two
+        # frames are searched at once); the predictor (a 9 MB model, fast) stays behind a lock.
         self._dlib_lock = threading.Lock()
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"BundledEmbedder(device={self.device!r}, face_detectors={self.face_detectors!r})"
@@ -197,7 +199,8 @@ class BundledEmbedder:
             images = self._image_embeddings(nude_scores, logits, nsfw_feats, faces_searched=False)
             need = [i for i, e in enumerate(images) if face_filter(e)]
             if need:
-                per_frame = [self._faces_and_chips(frames[i], nude_faces[i]) for i in need]
+                with ThreadPoolExecutor(max_workers=_FACE_WORKERS, thread_name_prefix="genguard-faces") as pool:
+                    per_frame = list(pool.map(self._faces_and_chips, [frames[i] for i in need], [nude_faces[i] for i in need]))
                 for i, faces in zip(need, self._face_embeddings(per_frame)):
                     images[i] = replace(images[i], faces=tuple(faces), faces_searched=True)
             return images
@@ -309,8 +312,10 @@ class BundledEmbedder:
 
     def _dlib_faces(self, small: RGBArray, upsample: int, scale: float, size: tuple[int, int]) -> list[tuple[Box, str, float]]:
         """dlib's HOG detections in ``small`` (upsampled ``upsample`` times), mapped back to the frame's ``size``."""
-        with self._dlib_lock:
-            rects, det_scores, _ = self._detector.run(np.ascontiguousarray(small), upsample, 0.0)
+        detector = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = self._local.detector = self._dlib.get_frontal_face_detector()
+        rects, det_scores, _ = detector.run(np.ascontiguousarray(small), upsample, 0.0)
         out = []
         for r, s in zip(rects, det_scores):
             box = _clip_box((r.left() / scale, r.top() / scale, (r.right() + 1) / scale, (r.bottom() + 1) / scale), *size)
