@@ -226,11 +226,11 @@ class Guard:
             return _Item(None, error)
         return _Item(loaded, None, pdq)
 
-    def _embed(self, frames: Sequence[Any]) -> list[ImageEmbedding]:
+    def _embed(self, frames: Sequence[Any], policy: Policy) -> list[ImageEmbedding]:
         staged = getattr(self.embedder, "supports_face_filter", False)
         if self.full_scores or not staged or self.head.metadata.minor_source != "face":
             return self.embedder.embed(frames)
-        review = self.policy.review_sexual
+        review = policy.review_sexual
         head = self.head
         # Below the sexual review threshold the decision is "allow" whatever the minor score.
         embed: Any = self.embedder.embed
@@ -240,9 +240,10 @@ class Guard:
         frames = [f for it in items if it.loaded is not None for f in it.loaded.frames]
         embeddings: list[ImageEmbedding] = []
         size = size or self.batch_size
+        policy = self.policy  # one policy for the whole batch, even if another thread swaps it
         try:
             for start in range(0, len(frames), size):
-                embeddings.extend(self._embed(frames[start : start + size]))
+                embeddings.extend(self._embed(frames[start : start + size], policy))
             scores = self.head.score(embeddings)
         except Exception as exc:  # one frame the models choke on must not lose the batch
             if len(items) > 1:
@@ -259,7 +260,7 @@ class Guard:
                 verdicts.append(self._error_verdict(it.error))
                 continue
             n = len(it.loaded.frames)
-            verdicts.append(self._verdict(it, embeddings[k : k + n], scores[k : k + n]))
+            verdicts.append(self._verdict(it, embeddings[k : k + n], scores[k : k + n], policy))
             k += n
         return verdicts
 
@@ -279,9 +280,10 @@ class Guard:
             head=self.head.identifier,
         )
 
-    def _verdict(self, item: _Item, embeddings: Sequence[ImageEmbedding], scores: Sequence[ImageScores]) -> Verdict:
+    def _verdict(
+        self, item: _Item, embeddings: Sequence[ImageEmbedding], scores: Sequence[ImageScores], policy: Policy
+    ) -> Verdict:
         assert item.loaded is not None
-        policy = self.policy
         decisions = [policy.decide(s.minor, s.sexual) for s in scores]
         worst = max(range(len(scores)), key=lambda i: (_RANK[decisions[i]], min(_known(scores[i].minor), scores[i].sexual)))
         decision, s, emb = decisions[worst], scores[worst], embeddings[worst]
