@@ -194,9 +194,9 @@ class Head(nn.Module):
         self.eval()
         try:
             device = self.minor_mean.device
-            images = torch.from_numpy(np.stack([e.vector for e in embeddings])).to(device)
-            sexual = self.calibrate("sexual", self.sexual_logits(images)).cpu().numpy()
+            sexual = self.sexual_scores(embeddings)
             if self.metadata.minor_source == "image":
+                images = torch.from_numpy(np.stack([e.vector for e in embeddings])).to(device)
                 minor = self.calibrate("minor", self.minor_logits(images)).cpu().numpy()
                 return [ImageScores(float(m), float(s), ()) for m, s in zip(minor, sexual)]
             face_vectors: list[FloatArray] = [f.vector for e in embeddings for f in e.faces]
