@@ -20,8 +20,8 @@ import logging
 import os
 import sqlite3
 import threading
-from contextlib import closing
 from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,12 @@ class AuditLog:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.sqlite:
-                with closing(self._connect()) as conn:
+                # Switching to WAL needs the database to itself, and SQLite answers "locked"
+                # at once (no busy wait) when another connection is writing; so the one-time
+                # setup runs under the same file lock as JSON Lines appends. WAL then persists
+                # in the file, and later connections need not ask for it.
+                with self._file_lock(), closing(self._connect()) as conn:
+                    conn.execute("PRAGMA journal_mode = WAL")
                     conn.executescript(_SQL_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise AuditError(f"cannot open audit log {str(self.path)!r}: {exc}") from exc
@@ -183,10 +188,16 @@ class AuditLog:
                     yield from (json.loads(line) for line in fh if line.strip())
 
     # ------------------------------------------------------------------ JSON Lines
-    def _append_line(self, data: bytes) -> None:
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Exclusive across this object's threads and across processes (``PATH.lock``)."""
         with self._thread_lock, open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             if fcntl is not None:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
+            yield
+
+    def _append_line(self, data: bytes) -> None:
+        with self._file_lock():
             if self.max_bytes and self.path.exists():
                 size = self.path.stat().st_size
                 if size and size + len(data) > self.max_bytes:
@@ -218,7 +229,6 @@ class AuditLog:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30.0)
         conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
         return conn
 
     def _append_sqlite(self, rec: dict[str, Any], line: str) -> None:
