@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -45,7 +46,26 @@ class SQLiteStore(Store):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._connection()  # fail early on a bad path and create the schema
+        self._setup(self._connection())  # fail early on a bad path; WAL and the schema, once
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL (it persists in the file) and create the schema.
+
+        Switching the journal mode needs the database to itself, and SQLite answers
+        "locked" at once rather than waiting, so a monitor opened while another
+        process is setting up retries until ``timeout_s``.
+        """
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                for statement in self._SCHEMA:
+                    conn.execute(statement)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise MonitorError(f"cannot set up the attempt monitor database {self.path!r}: {exc}") from exc
+                time.sleep(0.05)
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -54,10 +74,7 @@ class SQLiteStore(Store):
         try:
             conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            for statement in self._SCHEMA:
-                conn.execute(statement)
         except sqlite3.Error as exc:
             raise MonitorError(f"cannot open the attempt monitor database {self.path!r}: {exc}") from exc
         self._local.conn, self._local.pid = conn, os.getpid()
