@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genguard.blocklist import Blocklist, hash_image, pdq_hash
+from genguard.defences.blocklist import Blocklist, hash_image, pdq_hash
 
 
 def _flip(row: np.ndarray, rng: np.random.Generator, n_bits: int) -> str:

@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
 
-    from genguard.embedders.bundled import BundledEmbedder
+    from genguard.embedders.bundled.embedder import BundledEmbedder
 
     data = frames(args.per_size)
     nude_faces: list[list] = []

@@ -43,7 +43,7 @@ PASTE_SIDES = (48, 64, 96)
 
 def child_faces(n: int, max_age: int = 12) -> list[Path]:
     """``n`` evenly spaced UTKFace files (sorted by name) aged ``<= max_age``."""
-    from genguard.datasets import parse_utkface_name
+    from genguard.learn.datasets import parse_utkface_name
 
     pool = [p for p in sorted(UTKFACE.iterdir()) if (a := parse_utkface_name(p.name)) is not None and a[0] <= max_age]
     if len(pool) < n:

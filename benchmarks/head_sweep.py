@@ -14,14 +14,14 @@ import json
 import numpy as np
 import torch
 
-from genguard.cache import EmbeddingCache
-from genguard.datasets import load_utkface, split_of
+from genguard.learn.cache import EmbeddingCache
+from genguard.learn.datasets import load_utkface, split_of
 from genguard.embedders import create_embedder
-from genguard.evaluation import compute_metrics, rows_from_arrays
-from genguard.head import Head
-from genguard.imageio import load_image
-from genguard.priors import prior_head
-from genguard.training import TrainingSet, calibrate_platt, fit_head, threshold_for_fpr
+from genguard.learn.evaluation import compute_metrics, rows_from_arrays
+from genguard.heads.head import Head
+from genguard.imageio.loader import load_image
+from genguard.embedders.bundled.prior import prior_head
+from genguard.learn.training import TrainingSet, calibrate_platt, fit_head, threshold_for_fpr
 
 CONFIGS = [
     {"hidden": 256, "lr": 1e-3, "weight_decay": 1e-4},

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from genguard import Scores, Verdict
-from genguard.monitor import AttemptMonitor, EscalationRule, MonitorSettings
+from genguard.defences.monitor.monitor import AttemptMonitor, EscalationRule, MonitorSettings
 
 BLOCK = Verdict("block", Scores(0.9, 0.9))
 REVIEW = Verdict("review", Scores(0.3, 0.5))

@@ -122,7 +122,7 @@ def profile(paths: list[Path], batch: int, threads: int | None = None, **options
     ``options`` go to the bundled embedder (for example ``small_faces=False``).
     """
     from genguard import Guard, load_image
-    from genguard.embedders import bundled
+    from genguard.embedders.bundled import embedder as bundled
 
     original = bundled.ThreadPoolExecutor
     bundled.ThreadPoolExecutor = _InlineExecutor

@@ -86,7 +86,7 @@ def bench_variants(paths: list[Path], input_name: str, variants: dict[str, dict[
     import inspect
 
     from genguard import Guard
-    from genguard.embedders.bundled import BundledEmbedder
+    from genguard.embedders.bundled.embedder import BundledEmbedder
 
     known = inspect.signature(BundledEmbedder).parameters
     rows = []

@@ -28,7 +28,7 @@ def main() -> None:
     import cv2
     from skimage import data
 
-    from genguard.embedders.bundled import BundledEmbedder, _iou
+    from genguard.embedders.bundled.embedder import BundledEmbedder, _iou
 
     emb = BundledEmbedder(face_detectors=("dlib",))
 

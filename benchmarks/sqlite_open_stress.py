@@ -15,8 +15,8 @@ import tempfile
 import threading
 
 from genguard import Scores, Verdict
-from genguard.audit import AuditLog
-from genguard.monitor import AttemptMonitor
+from genguard.defences.audit import AuditLog
+from genguard.defences.monitor.monitor import AttemptMonitor
 
 VERDICT = Verdict("block", Scores(0.9, 0.9))
 

@@ -62,7 +62,7 @@ TRANSFORMS: dict[str, Callable[[Image.Image], Image.Image]] = {
 
 def subset(n: int) -> list[tuple[Path, int | None]]:
     """``n`` UTKFace faces: one of every age, then evenly spaced over (age, name)."""
-    from genguard.datasets import parse_utkface_name
+    from genguard.learn.datasets import parse_utkface_name
 
     faces = sorted(
         ((a[0], p) for p in UTKFACE.iterdir() if (a := parse_utkface_name(p.name)) is not None),
@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from genguard import Guard
-    from genguard.datasets import iter_image_files
+    from genguard.learn.datasets import iter_image_files
 
     guard = Guard(head=args.head, full_scores=True)  # score the minor axis of every image
     threshold = guard.policy.minor_threshold

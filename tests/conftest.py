@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from genguard.datasets import parse_utkface_name
+from genguard.learn.datasets import parse_utkface_name
 from genguard.embedders.base import FaceEmbedding, ImageEmbedding
-from genguard.head import Head, HeadMetadata, ImageScores
+from genguard.heads.head import Head, HeadMetadata, ImageScores
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

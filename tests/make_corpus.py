@@ -34,7 +34,7 @@ from PIL import Image
 __all__ = ["EXPECTATIONS", "build_corpus"]
 
 EXPECTATIONS = ("ok", "load", "too_large", "unsupported", "either")
-_MAX_BYTES = 64 * 1024 * 1024  # genguard.imageio.MAX_BYTES, kept literal so the script stands alone
+_MAX_BYTES = 64 * 1024 * 1024  # genguard.imageio.loader.MAX_BYTES, kept literal so the script stands alone
 
 
 # ------------------------------------------------------------- benign pixels

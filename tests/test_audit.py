@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import doctest
 import hashlib
+from dataclasses import replace
 import json
 import multiprocessing
 import sqlite3
@@ -20,20 +21,19 @@ import pytest
 from PIL import Image
 
 import genguard
-import genguard.audit as audit_module
+import genguard.defences.audit as audit_module
 from genguard import Reason, Scores, Verdict
-from genguard.audit import AuditError, AuditLog, image_digests
-from genguard.blocklist import hash_image
+from genguard.defences.audit import AuditError, AuditLog
+from genguard.defences.blocklist import hash_image
 
 VERDICT = Verdict(
     "block",
     Scores(0.91, 0.87),
     (Reason("both_high", {"minor": 0.91, "sexual": 0.87}), Reason("hash_match", {"distance": 4, "hash": "ab" * 32, "frame": 0})),
-    backbone="verdict-backbone",
-    head="verdict-head",
+    backbone="bundled",
+    head="head@1",
 )
-GUARD = SimpleNamespace(embedder=SimpleNamespace(name="bundled"), head=SimpleNamespace(identifier="head@1"))
-KEYS = {"time", "subject", "sha256", "pdq", "decision", "scores", "reasons", "error", "frame", "models"}
+KEYS = {"time", "subject", "source", "sha256", "pdq", "decision", "scores", "reasons", "error", "frame", "models"}
 
 
 @pytest.fixture(scope="module")
@@ -49,33 +49,27 @@ def test_docstring_examples_run() -> None:
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".sqlite"])
 def test_record_holds_hashes_scores_and_versions_but_not_the_image(tmp_path: Path, coffee: np.ndarray, suffix: str) -> None:
+    from genguard.pipeline import Limits, Pipeline
+
     png = tmp_path / "coffee.png"
     Image.fromarray(coffee).save(png)
+    item = Pipeline(None, None, Limits(1 << 26, 50_000_000, 16), hash_frames=True).load(png)  # type: ignore[arg-type]
+    assert item.loaded is not None
+    verdict = replace(VERDICT, sha256=item.loaded.sha256, pdq=tuple(h.hash for h in item.pdq))
     log = AuditLog(tmp_path / f"audit{suffix}")
     before = datetime.now().astimezone()
-    rec = log.record(VERDICT, subject="user-7", image=png, guard=GUARD)
+    rec = log.record(verdict, subject="user-7", source="coffee.png")
     (stored,) = list(log.records())
     assert stored == rec and set(rec) == KEYS
     when = datetime.fromisoformat(rec["time"])
     assert when.utcoffset() == timedelta(0) and abs(when - before) < timedelta(seconds=30)
-    assert rec["subject"] == "user-7"
+    assert rec["subject"] == "user-7" and rec["source"] == "coffee.png"
     assert rec["sha256"] == hashlib.sha256(png.read_bytes()).hexdigest()
     assert rec["pdq"] == hash_image(coffee)
     assert rec["decision"] == "block" and rec["scores"] == {"minor": 0.91, "sexual": 0.87}
     assert rec["reasons"] == [r.to_dict() for r in VERDICT.reasons]
     assert rec["models"] == {"backbone": "bundled", "head": "head@1", "genguard": genguard.__version__}
     assert len(json.dumps(rec)) < 2000  # hashes only: the 400x600 photo is nowhere in it
-
-
-def test_digests_of_each_input_kind(tmp_path: Path, coffee: np.ndarray) -> None:
-    Image.fromarray(coffee).save(tmp_path / "c.png")
-    data = (tmp_path / "c.png").read_bytes()
-    assert image_digests(data) == {"sha256": hashlib.sha256(data).hexdigest(), "pdq": hash_image(coffee)}
-    assert image_digests(coffee) == {"sha256": hashlib.sha256(coffee.tobytes()).hexdigest(), "pdq": hash_image(coffee)}
-    assert image_digests(Image.fromarray(coffee))["pdq"] == hash_image(coffee)
-    with open(tmp_path / "c.png", "rb") as stream:  # not read: that would consume the caller's stream
-        assert image_digests(stream) == {"sha256": None, "pdq": None} and stream.tell() == 0
-    assert image_digests(None) == {"sha256": None, "pdq": None} == image_digests(tmp_path / "absent.png")
 
 
 def test_without_guard_the_verdict_names_the_models(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import genguard.blocklist as blocklist_module
-from genguard.blocklist import Blocklist, FrameHash, hash_image, pdq_hash
+import genguard.defences.blocklist as blocklist_module
+from genguard.defences.blocklist import Blocklist, FrameHash, hash_image, pdq_hash
 from genguard.errors import BlocklistError
 
 LISTED = ("astronaut", "coffee", "camera")
@@ -73,7 +73,7 @@ def test_docstring_examples_run() -> None:
     ],
 )
 def test_altered_copies_of_listed_images_match(photos: dict[str, np.ndarray], blocklist: Blocklist, name: str, alter) -> None:
-    from genguard.imageio import load_image
+    from genguard.imageio.loader import load_image
 
     frames = load_image(alter(photos[name])).frames
     match = blocklist.match_frames(blocklist.hash_frames(frames))

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from genguard import Guard
-from genguard.embedders import _assets, bundled
+from genguard.embedders.bundled import assets as _assets
+from genguard.embedders.bundled import embedder as bundled
 
 
 def _reference_letterbox(frame: np.ndarray, size: int) -> np.ndarray:

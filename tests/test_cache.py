@@ -11,7 +11,7 @@ import pytest
 from conftest import ScoreEmbedder, painted
 from PIL import Image
 
-from genguard.cache import EmbeddingCache, default_cache_dir, file_sha256
+from genguard.learn.cache import EmbeddingCache, default_cache_dir, file_sha256
 from genguard.embedders.base import FaceEmbedding, ImageEmbedding
 
 

@@ -24,10 +24,10 @@ open_clip = pytest.importorskip("open_clip")
 
 from genguard import Guard  # noqa: E402
 from genguard.embedders import create_embedder  # noqa: E402
-from genguard.embedders.clip import WEIGHTS_ENV, ClipEmbedder, download_weights, resolve_weights  # noqa: E402
+from genguard.embedders.clip.embedder import WEIGHTS_ENV, ClipEmbedder, download_weights, resolve_weights  # noqa: E402
 from genguard.errors import GenguardError, ModelFileError, UnknownBackboneError  # noqa: E402
-from genguard.head import load_head  # noqa: E402
-from genguard.zeroshot import PROMPT_FILES, build_zero_shot_head, cache_path, default_prompt_dir, read_prompts, zero_shot_head  # noqa: E402
+from genguard.heads.head import load_head  # noqa: E402
+from genguard.embedders.clip.zeroshot import PROMPT_FILES, build_zero_shot_head, cache_path, default_prompt_dir, read_prompts, zero_shot_head  # noqa: E402
 
 TINY = "GenguardTinyCLIP"
 _TEXT = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
@@ -290,8 +290,8 @@ def _colour_fields(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:
 def test_train_a_head_on_clip_embeddings(backbone: str, tmp_path: Path) -> None:
     import csv
 
-    from genguard.cache import EmbeddingCache
-    from genguard.training import train
+    from genguard.learn.cache import EmbeddingCache
+    from genguard.learn.training import train
 
     rows = _colour_fields(tmp_path / "data", 48, seed=1)
     with open(tmp_path / "data" / "labels.csv", "w", newline="") as fh:
@@ -317,8 +317,9 @@ def test_train_a_head_on_clip_embeddings(backbone: str, tmp_path: Path) -> None:
 def test_docstring_examples() -> None:
     import doctest
 
-    from genguard import zeroshot
-    from genguard.embedders import _clip_weights, clip
+    from genguard.embedders.clip import zeroshot
+    from genguard.embedders.clip import embedder as clip
+    from genguard.embedders.clip import weights as _clip_weights
 
     for module in (zeroshot, clip, _clip_weights):
         assert doctest.testmod(module, raise_on_error=False).failed == 0

@@ -19,9 +19,9 @@ from make_corpus import build_corpus
 
 from genguard import Guard
 from genguard.cli import main
-from genguard.datasets import IMAGE_SUFFIXES
+from genguard.learn.datasets import IMAGE_SUFFIXES
 from genguard.errors import GenguardError, ImageLoadError, ImageTooLargeError, UnsupportedFormatError
-from genguard.imageio import load_image
+from genguard.imageio.loader import load_image
 
 ERROR_OF = {"load": ImageLoadError, "too_large": ImageTooLargeError, "unsupported": UnsupportedFormatError}
 

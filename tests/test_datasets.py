@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from genguard.datasets import (
+from genguard.learn.datasets import (
     Record,
     guess_format,
     iter_image_files,

@@ -12,22 +12,22 @@ CORE_MODULES = [
     "genguard.errors",
     "genguard.policy",
     "genguard.verdict",
-    "genguard.head",
+    "genguard.heads.head",
     "genguard.guard",
     "genguard.embedders",
     "genguard.embedders.base",
-    "genguard.embedders._assets",
-    "genguard.embedders.bundled",
-    "genguard.imageio",
-    "genguard._formats",
-    "genguard._pixels",
-    "genguard.datasets",
-    "genguard.cache",
+    "genguard.embedders.bundled.assets",
+    "genguard.embedders.bundled.embedder",
+    "genguard.imageio.loader",
+    "genguard.imageio._formats",
+    "genguard.imageio._pixels",
+    "genguard.learn.datasets",
+    "genguard.learn.cache",
     "genguard.cli",
 ]
 
 # Modules whose docstrings must carry at least one example that really runs.
-WITH_EXAMPLES = {"genguard.policy", "genguard.verdict", "genguard.head", "genguard.embedders", "genguard.datasets"}
+WITH_EXAMPLES = {"genguard.policy", "genguard.verdict", "genguard.heads.head", "genguard.embedders", "genguard.learn.datasets"}
 
 
 @pytest.mark.parametrize("name", CORE_MODULES)

@@ -14,8 +14,8 @@ import pytest
 
 from genguard import Guard, IntegrityError, ModelFileError, UnknownBackboneError
 from genguard.embedders import Embedder, available_backbones, create_embedder
-from genguard.embedders import _assets
-from genguard.embedders.bundled import FACE_DIM, IMAGE_DIM, NUDENET_LABELS, _clip_box, _iou, _nms
+from genguard.embedders.bundled import assets as _assets
+from genguard.embedders.bundled.embedder import FACE_DIM, IMAGE_DIM, NUDENET_LABELS, _clip_box, _iou, _nms
 
 
 # -------------------------------------------------------------------- registry
@@ -169,7 +169,7 @@ def test_scenes_without_people_have_no_faces(guard: Guard, benign_images: dict[s
 
 
 def test_face_detectors_option_is_validated() -> None:
-    from genguard.embedders.bundled import BundledEmbedder
+    from genguard.embedders.bundled.embedder import BundledEmbedder
 
     with pytest.raises(ValueError, match="face_detectors"):
         BundledEmbedder(face_detectors=("mtcnn",))

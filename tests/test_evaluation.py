@@ -1,4 +1,4 @@
-"""Tests of genguard.evaluation and genguard.plots: pure metrics on synthetic rows, then ``genguard eval`` end to end."""
+"""Tests of genguard.learn.evaluation and genguard.learn.evaluation.plots: pure metrics on synthetic rows, then ``genguard eval`` end to end."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from genguard import Policy
 from genguard.cli import main
-from genguard.datasets import split_of
-from genguard.evaluation import (
+from genguard.learn.datasets import split_of
+from genguard.learn.evaluation import (
     SUBGROUP_MIN_ADULTS,
     compute_metrics,
     expected_calibration_error,

@@ -30,7 +30,7 @@ from PIL import Image
 
 from genguard import Guard
 from genguard.errors import ImageLoadError
-from genguard.imageio import LoadedImage, load_image
+from genguard.imageio.loader import LoadedImage, load_image
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # Pillow warns on corrupt metadata
 

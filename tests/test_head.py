@@ -11,7 +11,8 @@ import torch
 
 from genguard import HeadError, ModelFileError, Policy
 from genguard.embedders.base import FaceEmbedding, ImageEmbedding
-from genguard.head import FORMAT_VERSION, Head, HeadMetadata, default_head_path, load_head
+from genguard.heads.head import FORMAT_VERSION, Head, HeadMetadata, load_head
+from genguard.heads.shipped import SHIPPED, load_shipped_head, shipped_head_path
 
 
 def _face(value: float, dim: int = 3) -> FaceEmbedding:
@@ -147,9 +148,9 @@ def test_metadata_validation() -> None:
 
 
 def test_shipped_head_matches_the_bundled_backbone() -> None:
-    from genguard.embedders.bundled import FACE_DIM, IMAGE_DIM
+    from genguard.embedders.bundled.embedder import FACE_DIM, IMAGE_DIM
 
-    head = load_head(default_head_path("bundled"))
+    head = load_shipped_head("bundled")
     assert head.metadata.backbone == "bundled"
     assert (head.metadata.minor_dim, head.metadata.sexual_dim) == (FACE_DIM, IMAGE_DIM)
     Policy.from_dict(head.metadata.policy)  # thresholds are valid, plain data
@@ -157,7 +158,7 @@ def test_shipped_head_matches_the_bundled_backbone() -> None:
 
 def test_no_shipped_head_for_other_backbones() -> None:
     with pytest.raises(ModelFileError, match="bundled"):
-        default_head_path("clip:ViT-B-32/laion2b_s34b_b79k")
+        shipped_head_path("clip:ViT-B-32/laion2b_s34b_b79k")
 
 
 @pytest.mark.parametrize(
@@ -178,3 +179,31 @@ def test_malformed_metadata_values_raise_head_error_naming_the_file(tmp_path: Pa
     (tmp_path / "h.json").write_text(json.dumps(meta))
     with pytest.raises(HeadError, match="h.json"):
         load_head(tmp_path / "h")
+
+
+@pytest.mark.parametrize("name", ["bundled.json", "bundled.safetensors"])
+def test_an_edited_shipped_head_file_is_refused_with_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Thresholds live in the JSON: an edited copy (thresholds 1.0/1.0) must not load silently."""
+    import json
+    import shutil
+
+    from genguard.errors import IntegrityError
+    from genguard.heads import shipped
+
+    for f in SHIPPED["bundled"]:
+        shutil.copy(shipped_head_path("bundled").with_name(f), tmp_path / f)
+    target = tmp_path / name
+    if name.endswith(".json"):
+        meta = json.loads(target.read_text())
+        meta["policy"].update(minor_threshold=1.0, sexual_threshold=1.0)
+        target.write_text(json.dumps(meta))
+    else:
+        data = bytearray(target.read_bytes())
+        data[-1] ^= 1
+        target.write_bytes(bytes(data))
+    monkeypatch.setattr(shipped, "shipped_head_path", lambda n: tmp_path / "bundled.safetensors")
+    with pytest.raises(IntegrityError, match=name.replace(".", r"\.")):
+        load_shipped_head("bundled")
+    target.unlink()
+    with pytest.raises(ModelFileError, match=name.replace(".", r"\.")):
+        load_shipped_head("bundled")

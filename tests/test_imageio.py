@@ -15,10 +15,10 @@ import pytest
 from make_corpus import _animation, _exif_rotated, _gif_many_frames, encode, raw_png, shapes
 from PIL import Image
 
-from genguard import imageio
-from genguard._formats import count_gif_frames, sniff_unsupported
+from genguard.imageio import loader as imageio
+from genguard.imageio._formats import count_gif_frames, sniff_unsupported
 from genguard.errors import GenguardError, ImageLoadError, ImageTooLargeError, UnsupportedFormatError
-from genguard.imageio import MAX_ANIMATION_FRAMES, load_image
+from genguard.imageio.loader import MAX_ANIMATION_FRAMES, load_image
 
 RGB = shapes()
 
@@ -252,3 +252,20 @@ def test_errors_are_chained_and_typed() -> None:
         load_image(data[: len(data) // 2])
     assert isinstance(info.value, GenguardError) and isinstance(info.value, ValueError)
     assert info.value.__cause__ is not None
+
+
+def test_sha256_of_each_input_kind(tmp_path: Path) -> None:
+    """The digest the audit log records: encoded bytes for files/bytes/streams, pixel bytes for arrays/PIL."""
+    import hashlib
+
+    from genguard.imageio import load_image as load
+
+    arr = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    Image.fromarray(arr).save(tmp_path / "c.png")
+    data = (tmp_path / "c.png").read_bytes()
+    want = hashlib.sha256(data).hexdigest()
+    assert load(tmp_path / "c.png").sha256 == load(data).sha256 == want
+    with open(tmp_path / "c.png", "rb") as stream:
+        assert load(stream).sha256 == want
+    assert load(arr).sha256 == hashlib.sha256(arr.tobytes()).hexdigest()
+    assert load(Image.fromarray(arr)).sha256 == hashlib.sha256(Image.fromarray(arr).tobytes()).hexdigest()

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from conftest_redis import redis_url  # noqa: F401  (a fixture)
 
-import genguard.monitor as monitor_module
+import genguard.defences.monitor.monitor as monitor_module
 from genguard import Policy, Scores, Verdict
-from genguard.monitor import AttemptMonitor, Escalation, EscalationRule, MonitorError, MonitorSettings
+from genguard.defences.monitor.monitor import AttemptMonitor, Escalation, EscalationRule, MonitorError, MonitorSettings
 
 BLOCK = Verdict("block", Scores(0.9, 0.95))
 REVIEW = Verdict("review", Scores(0.3, 0.5))

@@ -45,7 +45,7 @@ def test_fresh_guard_and_classify_make_no_connection(no_network: list[str], monk
     from skimage import data
 
     from genguard import Guard
-    from genguard.embedders import _assets
+    from genguard.embedders.bundled import assets as _assets
 
     monkeypatch.setattr(_assets, "_verified", {})  # check and open every bundled file again
     guard = Guard()

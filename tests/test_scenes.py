@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from genguard.scenes import build_scenes, face_recall
+from genguard.learn.scenes import build_scenes, face_recall
 
 
 @pytest.fixture()

@@ -13,7 +13,7 @@ import pytest
 from conftest import utkface_sample
 from PIL import Image
 
-from genguard.embedders.bundled import BundledEmbedder
+from genguard.embedders.bundled.embedder import BundledEmbedder
 
 
 def _scene_with_face(face_path: Path, side: int, at: tuple[int, int]) -> np.ndarray:

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from genguard.embedders.base import FaceEmbedding, ImageEmbedding
-from genguard.head import Head, HeadMetadata, load_head
-from genguard.training import TrainingSet, calibrate_platt, fit_head, threshold_for_fpr
+from genguard.heads.head import Head, HeadMetadata, load_head
+from genguard.learn.training import TrainingSet, calibrate_platt, fit_head, threshold_for_fpr
 
 DIM = 8
 
@@ -133,8 +133,8 @@ def test_train_cli_end_to_end(utkface_dir: Path, tmp_path: Path) -> None:
 
 
 def test_packed_ensemble_equals_the_mean_of_its_members() -> None:
-    from genguard.head import _branch
-    from genguard.training import _pack_members
+    from genguard.heads.head import _branch
+    from genguard.learn.training import _pack_members
 
     torch.manual_seed(0)
     members = [_branch(DIM, 16).eval() for _ in range(3)]
@@ -158,7 +158,7 @@ def test_fit_head_with_members_saves_and_loads(tmp_path: Path) -> None:
 
 
 def test_dropped_face_features_are_ignored_exactly() -> None:
-    from genguard.training import _drop_columns, _unused_columns
+    from genguard.learn.training import _drop_columns, _unused_columns
 
     layout = {"face": {"a": [0, 3], "b": [3, 7], "c": [7, 8]}}
     cols = _unused_columns(layout, ["a", "c"], "face")

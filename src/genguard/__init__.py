@@ -16,7 +16,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from genguard.errors import (
     AuditError,
     BlocklistError,
     DeviceError,
@@ -30,15 +30,15 @@ from .errors import (
     UnknownBackboneError,
     UnsupportedFormatError,
 )
-from .policy import Policy
-from .verdict import Reason, Scores, Verdict
+from genguard.policy import Policy
+from genguard.verdict import Reason, Scores, Verdict
 
 if TYPE_CHECKING:
-    from .audit import AuditLog
-    from .blocklist import Blocklist
-    from .guard import Guard
-    from .imageio import LoadedImage, load_image
-    from .monitor import AttemptMonitor
+    from genguard.defences.audit import AuditLog
+    from genguard.defences.blocklist import Blocklist
+    from genguard.guard import Guard
+    from genguard.defences.monitor import AttemptMonitor
+    from genguard.imageio import LoadedImage, load_image
 
 __version__ = "0.1.0"
 
@@ -68,18 +68,18 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Guard": "guard",
-    "load_image": "imageio",
-    "LoadedImage": "imageio",
-    "Blocklist": "blocklist",
-    "AttemptMonitor": "monitor",
-    "AuditLog": "audit",
+    "Guard": "genguard.guard",
+    "load_image": "genguard.imageio",
+    "LoadedImage": "genguard.imageio",
+    "Blocklist": "genguard.defences.blocklist",
+    "AttemptMonitor": "genguard.defences.monitor",
+    "AuditLog": "genguard.defences.audit",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'genguard' has no attribute {name!r}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ._types import Decision
+from genguard._types import Decision
 
 __all__ = ["Policy"]
 
@@ -56,10 +56,10 @@ class Policy:
                 f"review_sexual={self.review_sexual} > sexual_threshold={self.sexual_threshold}"
             )
 
-    def decide(self, minor: float, sexual: float) -> Decision:
-        """The decision for one pair of scores; NaN scores are treated as 1.0 (fail closed)."""
-        minor = 1.0 if minor != minor else minor
-        sexual = 1.0 if sexual != sexual else sexual
+    def decide(self, minor: float | None, sexual: float | None) -> Decision:
+        """The decision for one pair of scores; an unknown score (None or NaN) counts as 1.0 (fail closed)."""
+        minor = 1.0 if minor is None or minor != minor else minor
+        sexual = 1.0 if sexual is None or sexual != sexual else sexual
         if minor >= self.minor_threshold and sexual >= self.sexual_threshold:
             return "block"
         if minor >= self.review_minor and sexual >= self.review_sexual:

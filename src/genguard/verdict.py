@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._types import Decision
+from genguard._types import Decision
 
 __all__ = ["Reason", "Scores", "Verdict"]
 
@@ -69,6 +69,11 @@ class Verdict:
         The backbone that produced the embedding.
     head : str
         Identifier of the head that produced the scores.
+    sha256 : str or None
+        sha256 of the input as given (see :attr:`genguard.LoadedImage.sha256`); None when unreadable.
+    pdq : tuple of str
+        PDQ hashes (hex) of the scored frames, when the Guard computed them (a blocklist, or
+        ``hash_frames=True``); empty otherwise.
 
     Examples
     --------
@@ -84,6 +89,8 @@ class Verdict:
     frame: int | None = 0
     backbone: str = ""
     head: str = ""
+    sha256: str | None = None
+    pdq: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.decision not in _DECISIONS:
@@ -105,6 +112,8 @@ class Verdict:
             "frame": self.frame,
             "backbone": self.backbone,
             "head": self.head,
+            "sha256": self.sha256,
+            "pdq": list(self.pdq),
         }
 
     @classmethod
@@ -122,4 +131,6 @@ class Verdict:
             frame=data.get("frame"),
             backbone=data.get("backbone", ""),
             head=data.get("head", ""),
+            sha256=data.get("sha256"),
+            pdq=tuple(data.get("pdq", ())),
         )

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .._types import Box, FloatArray, RGBArray
+from genguard._types import Box, FloatArray, RGBArray
 
 __all__ = ["Embedder", "FaceEmbedding", "ImageEmbedding"]
 

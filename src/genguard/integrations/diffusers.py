@@ -36,11 +36,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from .._types import Decision
-from ..verdict import Verdict
+from genguard._types import Decision
+from genguard.verdict import Verdict
 
 if TYPE_CHECKING:
-    from ..guard import Guard
+    from genguard.guard import Guard
 
 __all__ = ["GenguardSafetyChecker", "SafetyResult", "attach"]
 
@@ -123,7 +123,7 @@ class GenguardSafetyChecker(torch.nn.Module):
         if blur_radius is not None and not blur_radius > 0:
             raise ValueError(f"blur_radius must be positive or None, got {blur_radius!r}")
         if guard is None:
-            from ..guard import Guard
+            from genguard.guard import Guard
 
             guard = Guard()
         self.guard = guard

@@ -1,1 +1,0 @@
-"""Heads shipped with genguard (this folder installs as ``genguard._heads``); see MODEL_CARD.md."""

@@ -1,0 +1,112 @@
+"""``genguard classify``: screen images and print one verdict each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from genguard.cli._common import EXIT_BLOCKED, EXIT_OK, UsageError, add_guard_options, expand, guard_kwargs
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``classify`` command to the subparsers ``sub``."""
+    c = sub.add_parser("classify", help="screen images and print one verdict each")
+    c.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (walked recursively), or - for image bytes on stdin")
+    c.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    c.add_argument("--on-error", default="block", choices=("block", "allow", "raise"), help="verdict for unreadable images (default: block, fail closed)")
+    c.add_argument("--minor-threshold", type=float, default=None, help="override the head's minor block threshold")
+    c.add_argument("--sexual-threshold", type=float, default=None, help="override the head's sexual block threshold")
+    c.add_argument("--blocklist", default=None, help="file of PDQ hashes (one hex hash per line, # comments) to block on sight")
+    c.add_argument("--max-distance", type=int, default=None, help="Hamming distance for a blocklist match (default: the blocklist's)")
+    c.add_argument("--subject", default=None, help="user, API key or session id, for the attempt monitor and audit log")
+    c.add_argument("--monitor", default=None, help="SQLite file of the attempt monitor (records blocked and near-miss verdicts of --subject)")
+    c.add_argument("--audit-log", default=None, help="append one JSON record per verdict to this file (JSON Lines, rotated)")
+    c.add_argument("--full-scores", action="store_true", help="score the minor axis of every image (default: only where the sexual score could make it matter)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_guard_options(c)
+
+    c.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from genguard.guard import Guard
+    from genguard.policy import Policy
+    from genguard.serving.screening import Screening
+
+    for p in args.paths:
+        if p != "-" and not Path(p).exists():
+            raise UsageError(f"no such file or folder: {p}")
+    blocklist = None
+    if args.blocklist:
+        from genguard.defences.blocklist import Blocklist
+
+        blocklist = Blocklist.from_file(args.blocklist, **({} if args.max_distance is None else {"max_distance": args.max_distance}))
+    guard = Guard(args.backbone, on_error=args.on_error, blocklist=blocklist, full_scores=args.full_scores,
+                  hash_frames=bool(args.audit_log), **guard_kwargs(args))
+    if args.minor_threshold is not None or args.sexual_threshold is not None:
+        base = guard.policy
+        minor = base.minor_threshold if args.minor_threshold is None else args.minor_threshold
+        sexual = base.sexual_threshold if args.sexual_threshold is None else args.sexual_threshold
+        guard.policy = Policy(minor, sexual, min(base.review_minor, minor), min(base.review_sexual, sexual))
+    monitor = audit = None
+    if args.monitor:
+        from genguard.defences.monitor import AttemptMonitor
+
+        monitor = AttemptMonitor(args.monitor)
+    if args.audit_log:
+        from genguard.defences.audit import AuditLog
+
+        audit = AuditLog(args.audit_log)
+    screening = Screening(guard, monitor=monitor, audit=audit)
+
+    labels: list[str] = []
+
+    def inputs() -> Iterator[Any]:
+        for label, item in expand(args.paths):
+            labels.append(label)
+            yield item
+
+    # The bar appears only when a run lasts over a second (many images), always on stderr.
+    bar = tqdm(unit="img", file=sys.stderr, disable=args.quiet, delay=1.0, mininterval=0.5)
+    blocked = 0
+    if not args.json:
+        print(f"{'decision':8}  {'minor':>6}  {'sexual':>6}  path  (details)")
+    try:
+        for i, verdict in enumerate(guard.iter_classify(inputs(), progress=bar.update)):
+            label = labels[i]
+            blocked += verdict.blocked
+            record = {"path": label, **screening.record(verdict, subject=args.subject, source=label).to_dict()}
+            if args.json:
+                print(json.dumps(record), flush=False)
+            else:
+                print(_table_row(label, verdict))
+    finally:
+        bar.close()
+        sys.stdout.flush()
+    return EXIT_BLOCKED if blocked else EXIT_OK
+
+
+def _table_row(label: str, verdict: Any) -> str:
+    extra = []
+    if verdict.error:
+        extra.append(f"error: {verdict.error}")
+    ages = [r.detail.get("age") for r in verdict.reasons if r.code in ("minor_face", "face")]
+    if ages:
+        extra.append("face ages " + ", ".join(f"{a:.0f}" for a in ages if a is not None))
+    elif any(r.code == "no_face" for r in verdict.reasons):
+        extra.append("no face")
+    elif any(r.code == "minor_skipped" for r in verdict.reasons):
+        extra.append("minor not scored: sexual score below review")
+    if any(r.code == "hash_match" for r in verdict.reasons):
+        extra.append("hash match")
+    tail = f"  ({'; '.join(extra)})" if extra else ""
+    minor = "     -" if verdict.scores.minor is None else f"{verdict.scores.minor:6.3f}"
+    return f"{verdict.decision:8}  {minor}  {verdict.scores.sexual:6.3f}  {label}{tail}"

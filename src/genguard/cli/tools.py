@@ -1,0 +1,65 @@
+"""``genguard hash``, ``weights`` and ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from genguard.cli._common import EXIT_OK, add_guard_options, expand, guard_kwargs
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    """Add ``hash``, ``weights`` and ``serve`` to the subparsers ``sub``."""
+    h = sub.add_parser("hash", help="print PDQ hashes in blocklist format")
+    h.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+
+    h.set_defaults(func=_hash)
+
+    w = sub.add_parser("weights", help="download CLIP weights on a connected machine and print where they went")
+    w.add_argument("backbone", nargs="?", default="clip", help="clip:MODEL/PRETRAINED (default: clip:ViT-B-32/laion2b_s34b_b79k)")
+    w.add_argument("--cache-dir", default=None, help="download into this folder")
+
+    w.set_defaults(func=_weights)
+
+    s = sub.add_parser("serve", help="run the HTTP service")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    s.add_argument("--max-body", type=int, default=20 * 1024 * 1024, help="largest request body in bytes")
+    s.add_argument("--max-concurrency", type=int, default=4, help="requests classified at once; more get 503")
+    s.add_argument("--monitor", default=None, help="SQLite file for the attempt monitor (enables X-Genguard-Subject)")
+    s.add_argument("--audit-log", default=None, help="JSON Lines audit log")
+    add_guard_options(s)
+    s.set_defaults(func=_serve)
+
+
+def _hash(args: argparse.Namespace) -> int:
+    from genguard.defences.blocklist import hash_image
+
+    for label, item in expand(args.paths):
+        print(f"{hash_image(item)}  # {label}")
+    return EXIT_OK
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from genguard.embedders.clip.embedder import download_weights
+
+    print(download_weights(args.backbone, cache_dir=args.cache_dir))
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from genguard.serving.server import serve
+
+    serve(
+        host=args.host,
+        port=args.port,
+        max_body=args.max_body,
+        max_concurrency=args.max_concurrency,
+        monitor=args.monitor,
+        audit_log=args.audit_log,
+        backbone=args.backbone,
+        **guard_kwargs(args),
+    )
+    return EXIT_OK

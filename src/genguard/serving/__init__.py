@@ -1,0 +1,1 @@
+"""Front-end plumbing shared by the CLI, the HTTP service and integrations."""
