@@ -73,7 +73,7 @@ def test_record_holds_hashes_scores_and_versions_but_not_the_image(tmp_path: Pat
 
 
 def test_without_guard_the_verdict_names_the_models(tmp_path: Path) -> None:
-    rec = AuditLog(tmp_path / "a.jsonl").record(VERDICT)
+    rec = AuditLog(tmp_path / "a.jsonl").record(replace(VERDICT, backbone="verdict-backbone", head="verdict-head"))
     assert rec["models"]["backbone"] == "verdict-backbone" and rec["models"]["head"] == "verdict-head"
     assert rec["subject"] is None and rec["sha256"] is None
 

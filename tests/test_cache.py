@@ -8,17 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ScoreEmbedder, painted
+from conftest import ScoreEmbedder, ScoreHead, painted
 from PIL import Image
 
 from genguard.learn.cache import EmbeddingCache, default_cache_dir, file_sha256
 from genguard.embedders.base import FaceEmbedding, ImageEmbedding
-
-
-def load_image(path: Path) -> Any:
-    """A minimal stand-in for genguard.load_image (the cache only needs ``.frames``)."""
-    with Image.open(path) as img:
-        return SimpleNamespace(frames=(np.asarray(img.convert("RGB")),))
+from genguard.pipeline import Limits, Pipeline
 
 
 def _embedding(with_faces: bool = True) -> ImageEmbedding:
@@ -80,13 +75,17 @@ def test_embed_files_computes_only_missing_ones(tmp_path: Path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     embedder = ScoreEmbedder()
-    cache = EmbeddingCache(embedder, tmp_path / "cache")
+    pipeline = Pipeline(embedder, ScoreHead(), Limits(1 << 26, 50_000_000, 16), store=EmbeddingCache(embedder, tmp_path / "cache"))
+
+    def embed_files(paths: list[Path], batch_size: int, progress: Any = None) -> list[Any]:
+        return [None if e is None else e[0] for e in pipeline.embeddings(paths, batch_size=batch_size, progress=progress)]
+
     done: list[int] = []
-    first = cache.embed_files([*files[:3], bad], load_image, batch_size=2, progress=done.append)
+    first = embed_files([*files[:3], bad], batch_size=2, progress=done.append)
     assert first[3] is None and sum(done) == 4
     assert [round(float(e.vector[0]), 6) for e in first[:3] if e is not None] == [0.0, 0.1, 0.2]
     embedder.calls.clear()
-    second = cache.embed_files([*files, bad], load_image, batch_size=10)
+    second = embed_files([*files, bad], batch_size=10)
     assert embedder.calls == [2]  # only the two new files were embedded; the bad one is retried and skipped
     for a, b in zip(first[:3], second[:3]):
         assert a is not None and b is not None

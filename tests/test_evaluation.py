@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -217,3 +218,35 @@ def test_cli_eval_utkface_slice(tmp_path: Path, capsys: pytest.CaptureFixture[st
         paths = [r["path"] for r in csv.DictReader(fh)]
     assert len(paths) == 20 and all(split_of(p) == "val" for p in paths)
     assert json.loads((val / "metrics.json").read_text())["dataset"]["split"] == "val"
+
+
+@pytest.mark.slow
+@pytest.mark.utkface
+def test_eval_scores_equal_guard_classify_batch(tmp_path: Path, utkface_dir: Path, guard: Any, benign_images: dict[str, Any]) -> None:
+    """What `genguard eval` reports is what Guard.classify_batch gives on the same files: one pipeline."""
+    from PIL import Image
+
+    from conftest import utkface_sample
+
+    own = tmp_path / "own"
+    own.mkdir()
+    Image.fromarray(benign_images["astronaut"]).save(own / "astronaut.png")
+    frames = [Image.fromarray(benign_images["coffee"]).resize((64, 48)), Image.fromarray(benign_images["astronaut"]).resize((64, 48))]
+    frames[0].save(own / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    # UTKFace faces are read in place through a manifest (never copied).
+    files = utkface_sample(utkface_dir, 1, 12, 3) + utkface_sample(utkface_dir, 30, 60, 3) + sorted(own.iterdir())
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "minor"])
+        w.writerows([[str(f), ""] for f in files])
+    assert main(["eval", "--data", str(manifest), "--report", str(tmp_path / "report"), "--cache", str(tmp_path / "cache")]) == 0
+    with open(tmp_path / "report" / "scores.csv", newline="") as fh:
+        reported = {r["path"]: (float(r["minor"]), float(r["sexual"]), r["decision"]) for r in csv.DictReader(fh)}
+    verdicts = guard.classify_batch(files)
+    direct = {str(f): (v.scores.minor, v.scores.sexual, v.decision) for f, v in zip(files, verdicts)}
+    assert set(reported) == set(direct) and len(direct) == 8
+    for name, (minor, sexual, decision) in direct.items():
+        assert reported[name][0] == pytest.approx(minor, abs=1e-4), name
+        assert reported[name][1] == pytest.approx(sexual, abs=1e-4), name
+        assert reported[name][2] == decision, name

@@ -134,7 +134,7 @@ def test_train_cli_end_to_end(utkface_dir: Path, tmp_path: Path) -> None:
 
 def test_packed_ensemble_equals_the_mean_of_its_members() -> None:
     from genguard.heads.head import _branch
-    from genguard.learn.training import _pack_members
+    from genguard.learn.fit import _pack_members
 
     torch.manual_seed(0)
     members = [_branch(DIM, 16).eval() for _ in range(3)]

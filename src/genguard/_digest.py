@@ -1,11 +1,12 @@
-"""sha256 of files, the one helper every integrity check and cache key uses."""
+"""Small helpers on files: sha256 (every integrity check and cache key) and genguard's cache folder."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
-__all__ = ["file_sha256"]
+__all__ = ["default_cache_dir", "file_sha256"]
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -15,3 +16,11 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$GENGUARD_CACHE``, else ``$XDG_CACHE_HOME/genguard``, else ``~/.cache/genguard``."""
+    env = os.environ.get("GENGUARD_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "genguard"

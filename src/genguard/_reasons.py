@@ -15,7 +15,7 @@ from genguard.errors import GenguardError
 from genguard.heads.head import ImageScores
 from genguard.imageio.loader import LoadedImage
 from genguard.policy import Policy
-from genguard.verdict import Reason, Scores, Verdict
+from genguard.verdict import Reason, ReasonCode, Scores, Verdict
 
 __all__ = ["error_verdict", "image_verdict"]
 
@@ -61,7 +61,7 @@ def image_verdict(
     frame = loaded.frame_indices[worst]
     reasons: list[Reason] = []
     for face, p in zip(emb.faces, s.face_minor):
-        code = "minor_face" if p >= policy.review_minor else "face"
+        code: ReasonCode = "minor_face" if p >= policy.review_minor else "face"
         reasons.append(
             Reason(code, {"score": round(p, 4), "age": None if face.age is None else round(face.age, 1),
                           "box": list(face.box), "detector": face.detector, "frame": frame})

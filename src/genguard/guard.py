@@ -113,7 +113,6 @@ class Guard:
                 f"not {self.embedder.name!r}"
             )
         self.policy: Policy = policy if policy is not None else self.head.policy
-        self.on_error: OnError = on_error
         self.batch_size = batch_size
         self.full_scores = full_scores
         self.pipeline = Pipeline(
@@ -132,6 +131,17 @@ class Guard:
         if head is not None:
             return load_head(head, device=device)
         return default_head(self.embedder, device)
+
+    @property
+    def on_error(self) -> OnError:
+        """What an unreadable image gets: ``"block"``, ``"allow"`` or ``"raise"``."""
+        return self.pipeline.on_error
+
+    @on_error.setter
+    def on_error(self, value: OnError) -> None:
+        if value not in _ON_ERROR:
+            raise ValueError(f"on_error must be one of {_ON_ERROR}, got {value!r}")
+        self.pipeline.on_error = value
 
     @property
     def blocklist(self) -> Matcher | None:

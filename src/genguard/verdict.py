@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal, TypeAlias, get_args
 
 from genguard._types import Decision
 
-__all__ = ["Reason", "Scores", "Verdict"]
+__all__ = ["REASON_CODES", "Reason", "ReasonCode", "Scores", "Verdict"]
+
+ReasonCode: TypeAlias = Literal[
+    "minor_face",
+    "face",
+    "no_face",
+    "minor_skipped",
+    "sexual_content",
+    "both_high",
+    "review_band",
+    "hash_match",
+    "load_error",
+    "frames",
+]
+"""Every reason code a verdict can carry; :class:`Reason` documents each one."""
+
+REASON_CODES: Final[tuple[str, ...]] = get_args(ReasonCode)
 
 _DECISIONS = ("allow", "review", "block")
 
@@ -44,8 +60,12 @@ class Reason:
     ``frames``          an animation: how many frames were scored and which decided
     """
 
-    code: str
+    code: ReasonCode
     detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.code not in REASON_CODES:
+            raise ValueError(f"unknown reason code {self.code!r}; known: {', '.join(REASON_CODES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, **dict(self.detail)}
@@ -121,7 +141,7 @@ class Verdict:
         """Rebuild a verdict from :meth:`to_dict` output."""
         reasons = tuple(
             Reason(r["code"], {k: v for k, v in r.items() if k != "code"}) for r in data.get("reasons", ())
-        )
+        )  # an unknown code raises ValueError
         scores = data["scores"]
         return cls(
             decision=data["decision"],

@@ -75,14 +75,14 @@ def _train(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay,
         face_features=args.face_features.split(",") if args.face_features else None,
     )
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result.to_dict(), indent=2))
     return EXIT_OK
 
 
 def _eval(args: argparse.Namespace) -> int:
     from genguard.learn.evaluation import evaluate
 
-    metrics = evaluate(
+    result = evaluate(
         args.data,
         report=args.report,
         format=args.format,
@@ -93,7 +93,7 @@ def _eval(args: argparse.Namespace) -> int:
         backbone=args.backbone,
         **guard_kwargs(args),
     )
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(result.metrics, indent=2))
     return EXIT_OK
 
 

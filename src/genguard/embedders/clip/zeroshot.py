@@ -200,7 +200,7 @@ def zero_shot_head(
     embedder : TextEmbedder
         A CLIP backbone (:class:`genguard.embedders.clip.embedder.ClipEmbedder`).
     cache_dir : path or None, default None
-        Folder of cached heads; None uses ``genguard.learn.cache.default_cache_dir() / "zeroshot"``.
+        Folder of cached heads; None uses ``genguard._digest.default_cache_dir() / "zeroshot"``.
     prompt_dir : path or None, default None
         Prompt folder; None uses the shipped prompts.
 
@@ -244,7 +244,7 @@ def zero_shot_head(
 
 def cache_path(backbone: str, prompts_sha256: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Where the zero-shot head of ``backbone`` with prompt files ``prompts_sha256`` is cached (stem, no suffix)."""
-    from genguard.learn.cache import default_cache_dir
+    from genguard._digest import default_cache_dir
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "zeroshot"
     key = hashlib.sha256(f"{_RECIPE}:{backbone}:{prompts_sha256}".encode()).hexdigest()[:16]

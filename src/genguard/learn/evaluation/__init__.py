@@ -16,12 +16,13 @@ from genguard.learn.evaluation.metrics import (
     rows_from_arrays,
     subgroup_table,
 )
-from genguard.learn.evaluation.run import evaluate, write_report
+from genguard.learn.evaluation.run import EvalReport, evaluate, write_report
 
 __all__ = [
     "ADULT_BANDS",
     "MINOR_BANDS",
     "SUBGROUP_MIN_ADULTS",
+    "EvalReport",
     "EvalRow",
     "compute_metrics",
     "evaluate",

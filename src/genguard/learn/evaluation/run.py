@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +45,26 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    """What :func:`evaluate` measured and wrote.
+
+    Attributes
+    ----------
+    metrics : dict
+        Everything in ``metrics.json`` (see :func:`~genguard.learn.evaluation.metrics.compute_metrics`),
+        plus the head, backbone, policy, dataset and unreadable-file counts.
+    report : Path
+        The folder holding ``metrics.json``, ``report.md``, ``scores.csv`` and the plots.
+    files : tuple of Path
+        Every file written there.
+    """
+
+    metrics: dict[str, Any]
+    report: Path
+    files: tuple[Path, ...]
+
+
 def write_report(rows: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any], outdir: str | os.PathLike[str]) -> list[Path]:
     """Write ``metrics.json``, ``report.md``, ``scores.csv`` and the PNG plots into ``outdir``; returns the paths.
 
@@ -71,8 +91,8 @@ def evaluate(
     batch_size: int = 8,
     threads: int | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Score a labelled dataset with a Guard and write a report; returns the metrics.
+) -> EvalReport:
+    """Score a labelled dataset through a Guard's pipeline and write a report.
 
     Parameters
     ----------
@@ -104,7 +124,7 @@ def evaluate(
 
     Examples
     --------
-    >>> evaluate("faces/", report="out/", split="val")["minor_auc"]  # doctest: +SKIP
+    >>> evaluate("faces/", report="out/", split="val").metrics["minor_auc"]  # doctest: +SKIP
     0.98
     """
     from tqdm import tqdm
@@ -166,4 +186,4 @@ def evaluate(
         logger.warning("%d of %d files could not be read and are left out of the metrics", len(unreadable), len(records))
     written = write_report(rows, metrics, report)
     metrics["plots"] = [p.name for p in written if p.suffix == ".png"]
-    return metrics
+    return EvalReport(metrics, Path(report), tuple(written))
