@@ -8,7 +8,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["EXIT_BLOCKED", "EXIT_OK", "EXIT_USAGE", "UsageError", "add_guard_options", "expand", "guard_kwargs", "parse_assume"]
+__all__ = [
+    "EXIT_BLOCKED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "UsageError",
+    "add_guard_options",
+    "expand",
+    "guard_kwargs",
+    "parse_assume",
+    "pick",
+]
 
 EXIT_OK: Final = 0
 EXIT_BLOCKED: Final = 1
@@ -64,3 +74,10 @@ def guard_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads is not None:
         kw["threads"] = args.threads
     return kw
+
+
+def pick(args: argparse.Namespace, names: str, **renamed: str) -> dict[str, Any]:
+    """Keyword arguments from parsed options: ``names`` (space-separated) as they are, ``renamed`` as ``kw=option``."""
+    out = {name: getattr(args, name) for name in names.split()}
+    out.update({kw: getattr(args, option) for kw, option in renamed.items()})
+    return out

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from genguard.cli._common import EXIT_OK, add_guard_options, guard_kwargs, parse_assume
+from genguard.cli._common import EXIT_OK, add_guard_options, guard_kwargs, parse_assume, pick
 
 __all__ = ["register"]
 
@@ -58,22 +58,10 @@ def _train(args: argparse.Namespace) -> int:
 
     result = train(
         args.data,
-        out=args.out,
-        backbone=args.backbone,
-        format=args.format,
         assume=parse_assume(args.assume),
-        limit=args.limit,
-        hidden=args.hidden,
-        epochs=args.epochs,
-        seed=args.seed,
-        target_fpr=args.target_fpr,
-        cache_dir=args.cache,
-        device=args.device,
-        batch_size=args.batch_size,
-        members=args.members,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
         face_features=args.face_features.split(",") if args.face_features else None,
+        **pick(args, "out backbone format limit hidden epochs seed target_fpr device batch_size members lr weight_decay",
+               cache_dir="cache"),
     )
     print(json.dumps(result.to_dict(), indent=2))
     return EXIT_OK
@@ -84,13 +72,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     result = evaluate(
         args.data,
-        report=args.report,
-        format=args.format,
         assume=parse_assume(args.assume),
-        limit=args.limit,
-        split=args.split,
-        cache_dir=args.cache,
-        backbone=args.backbone,
+        **pick(args, "report format limit split backbone", cache_dir="cache"),
         **guard_kwargs(args),
     )
     print(json.dumps(result.metrics, indent=2))

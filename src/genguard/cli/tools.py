@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from genguard.cli._common import EXIT_OK, add_guard_options, expand, guard_kwargs
+from genguard.cli._common import EXIT_OK, add_guard_options, expand, guard_kwargs, pick
 
 __all__ = ["register"]
 
@@ -52,14 +52,5 @@ def _weights(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from genguard.serving.server import serve
 
-    serve(
-        host=args.host,
-        port=args.port,
-        max_body=args.max_body,
-        max_concurrency=args.max_concurrency,
-        monitor=args.monitor,
-        audit_log=args.audit_log,
-        backbone=args.backbone,
-        **guard_kwargs(args),
-    )
+    serve(**pick(args, "host port max_body max_concurrency monitor audit_log backbone"), **guard_kwargs(args))
     return EXIT_OK

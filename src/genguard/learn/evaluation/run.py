@@ -17,30 +17,9 @@ from typing import Any, Literal
 
 from genguard.policy import Policy
 
-from genguard.learn.evaluation.metrics import (
-    ADULT_BANDS,
-    MINOR_BANDS,
-    EvalRow,
-    Split,
-    compute_metrics,
-    expected_calibration_error,
-    reliability_curve,
-    rows_from_arrays,
-    subgroup_table,
-)
+from genguard.learn.evaluation.metrics import EvalRow, Split, compute_metrics
 
-__all__ = [
-    "ADULT_BANDS",
-    "MINOR_BANDS",
-    "EvalRow",
-    "compute_metrics",
-    "evaluate",
-    "expected_calibration_error",
-    "reliability_curve",
-    "rows_from_arrays",
-    "subgroup_table",
-    "write_report",
-]
+__all__ = ["EvalReport", "evaluate", "write_report"]
 
 logger = logging.getLogger(__name__)
 
