@@ -312,3 +312,13 @@ def test_default_guard_scores_minor_once_sexual_reaches_review(guard: Guard, ben
     v, w = fast.classify(benign_images["astronaut"]), full.classify(benign_images["astronaut"])
     assert v.scores.minor is not None and v.scores.minor == pytest.approx(w.scores.minor, abs=1e-6)
     assert [r.code for r in v.reasons] == [r.code for r in w.reasons]
+
+
+def test_a_ready_embedder_cannot_be_combined_with_backbone_options() -> None:
+    """Guard(embedder=...) used to ignore backbone, device and options silently."""
+    from conftest import ScoreEmbedder, ScoreHead
+
+    for kwargs in ({"backbone": "clip"}, {"device": "cuda"}, {"threads": 2}):
+        with pytest.raises(ValueError, match="embedder="):
+            Guard(embedder=ScoreEmbedder(), head=ScoreHead(), **kwargs)  # type: ignore[arg-type]
+    Guard(embedder=ScoreEmbedder(), head=ScoreHead())  # alone it is fine

@@ -173,9 +173,9 @@ def download_weights(backbone: str = "clip", cache_dir: str | os.PathLike[str] |
     >>> download_weights("clip:ViT-B-32/laion2b_s34b_b79k")  # doctest: +SKIP
     PosixPath('/home/me/.cache/huggingface/hub/models--laion--.../open_clip_model.safetensors')
     """
-    from genguard.embedders.registry import parse_clip_name
+    from genguard.embedders.registry import parse_clip_name, resolve
 
-    if not (backbone == "clip" or backbone.startswith("clip:")):
+    if resolve(backbone).family != "clip":
         raise UnknownBackboneError(f"download_weights needs 'clip' or 'clip:MODEL/PRETRAINED', got {backbone!r}")
     model, tag = parse_clip_name(backbone)
     check_model(model)
