@@ -314,3 +314,33 @@ def test_head_refuses_a_broken_chain_and_keys_are_checked(tmp_path: Path, monkey
     assert load_key(env="GG_KEY") == b"x" * 20
     with pytest.raises(AuditError, match="no such audit log"):
         verify([tmp_path / "absent.jsonl"])
+
+
+def test_last_line_reads_long_lines_and_skips_a_torn_tail(tmp_path: Path) -> None:
+    from genguard.defences.audit._jsonl import _TAIL_READ, last_line
+
+    p = tmp_path / "f"
+    long = b"x" * (3 * _TAIL_READ + 5)
+    for content, expected in [
+        (b"", (None, 0)),
+        (b"torn", (None, 0)),
+        (b"a\n", (b"a", 2)),
+        (b"a\nbb\n", (b"bb", 5)),
+        (b"a\nbb\ntorn", (b"bb", 5)),
+        (b"a\n" + long + b"\n" + long, (long, len(long) + 3)),
+        (long + b"\n", (long, len(long) + 1)),
+    ]:
+        p.write_bytes(content)
+        assert last_line(p) == expected
+
+
+def test_sqlite_keeps_every_frame_hash_and_checks_them(tmp_path: Path) -> None:
+    p = tmp_path / "audit.sqlite"
+    log = AuditLog(p)
+    rec = log.record(replace(ALLOW, pdq=("ab" * 32, "cd" * 32)), subject="gif")
+    assert rec["pdq"] == ["ab" * 32, "cd" * 32] and verify([p]).ok
+    log.close()
+    with sqlite3.connect(p) as db:
+        db.execute("DROP TRIGGER audit_no_update")
+        db.execute("UPDATE audit SET pdq = ? WHERE seq = 0", (json.dumps(["ab" * 32]),))
+    assert "pdq=" in (verify([p]).problem or "")

@@ -42,25 +42,30 @@ def glob_escape(text: str) -> str:
 
 
 def last_line(path: Path) -> tuple[bytes | None, int]:
-    """``(last complete line without newline or None, offset just after it)``; a torn tail is not included."""
+    """``(last complete line without newline or None, offset just after it)``; a torn tail is not included.
+
+    Reads backwards in blocks, each byte once, however long the lines.
+    """
     with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        end = size
-        block = b""
-        pos = size
+        pos = f.seek(0, os.SEEK_END)
+        end: int | None = None
+        parts: list[bytes] = []
         while pos > 0:
             step = min(_TAIL_READ, pos)
             pos -= step
             f.seek(pos)
-            block = f.read(step) + block
-            cut = block.rfind(b"\n")
-            if cut < 0:
-                continue
-            end = pos + cut + 1  # after the last newline: everything beyond is a torn write
-            start = block.rfind(b"\n", 0, cut)
-            if start >= 0 or pos == 0:
-                return block[start + 1 : cut], end
-        return None, 0
+            chunk = f.read(step)
+            if end is None:
+                cut = chunk.rfind(b"\n")
+                if cut < 0:
+                    continue  # still inside the torn tail
+                end, chunk = pos + cut + 1, chunk[:cut]
+            start = chunk.rfind(b"\n")
+            if start >= 0:
+                parts.append(chunk[start + 1 :])
+                return b"".join(reversed(parts)), end
+            parts.append(chunk)
+        return (b"".join(reversed(parts)), end) if end is not None else (None, 0)
 
 
 class JsonlSink:
