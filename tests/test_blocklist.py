@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import genguard.defences.blocklist.banks as blocklist_module
+import genguard.defences.blocklist.bank as blocklist_module
 from genguard.defences.blocklist import Blocklist, FrameHash, hash_image, pdq_hash
 from genguard.errors import BlocklistError
 

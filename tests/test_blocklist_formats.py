@@ -23,7 +23,7 @@ from genguard.errors import BlocklistError
 A, B = "0f" * 32, "a0" * 32
 
 
-@pytest.mark.parametrize("module", ["formats", "banks", "hashing"])
+@pytest.mark.parametrize("module", ["formats", "bank", "banks", "hashing"])
 def test_docstring_examples_run(module: str) -> None:
     mod = importlib.import_module(f"genguard.defences.blocklist.{module}")
     assert doctest.testmod(mod, raise_on_error=False).failed == 0
@@ -141,7 +141,7 @@ def test_classify_builds_one_bank_per_list(tmp_path: Path) -> None:
     (tmp_path / "internal.txt").write_text(f"{B}\n")
     (tmp_path / "empty.txt").write_text("# nothing yet\n")
     args = argparse.Namespace(blocklist=[str(tmp_path / "shared.csv")], review_list=[str(tmp_path / "internal.txt")],
-                              blocklist_format="auto", allow_empty_blocklist=False, max_distance=20)
+                              blocklist_format="auto", allow_empty_blocklist=False, max_distance=20, banks=None)
     banks = _blocklist(args)
     assert isinstance(banks, Banks)
     assert [(b.name, b.action, b.max_distance) for b in banks.banks] == [("shared", "block", 20), ("internal", "review", 20)]
@@ -150,3 +150,20 @@ def test_classify_builds_one_bank_per_list(tmp_path: Path) -> None:
         _blocklist(args)
     args.allow_empty_blocklist = True
     assert len(_blocklist(args).banks) == 3
+
+
+def test_bank_configuration_sets_each_bank(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "shared.csv").write_text(f"signal_type,signal_value\npdq,{A}\n")
+    (tmp_path / "lists" / "internal.txt").write_text(f"{B}\n")
+    config = tmp_path / "lists" / "banks.json"
+    config.write_text(json.dumps([{"path": "shared.csv", "name": "ncmec"},
+                                  {"path": "internal.txt", "action": "review", "max_distance": 12, "min_quality": 70}]))
+    banks = Banks.from_config(config)
+    assert [(b.name, b.action, b.max_distance, b.min_quality) for b in banks.banks] == [
+        ("ncmec", "block", 31, 50), ("internal", "review", 12, 70)]
+    config.write_text(json.dumps([{"path": "shared.csv", "distance": 3}]))
+    with pytest.raises(BlocklistError, match="only the keys"):
+        Banks.from_config(config)

@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
                    help="PDQ hash list whose matches are blocked whatever the scores (repeatable; plain, python-threatexchange, "
                    "PDQ-hasher or signal_type/signal_value CSV: see docs/evidence.md)")
     c.add_argument("--review-list", action="append", default=[], metavar="FILE", help="PDQ hash list whose matches go to review (repeatable)")
+    c.add_argument("--banks", default=None, metavar="JSON", help="bank configuration: a JSON list of {path, name, action, max_distance, ...} (see docs/evidence.md)")
     c.add_argument("--blocklist-format", default="auto", choices=("auto", "plain", "threatexchange", "pdq-hasher", "csv"),
                    help="format of the lists (default: told apart by their first line)")
     c.add_argument("--allow-empty-blocklist", action="store_true", help="accept a list that holds no PDQ hash (else an error)")
@@ -48,6 +49,10 @@ def _blocklist(args: argparse.Namespace) -> Any:
     from genguard.defences.blocklist import Action, Banks, Blocklist
 
     lists: list[tuple[str, Action]] = [(path, "block") for path in args.blocklist] + [(path, "review") for path in args.review_list]
+    if args.banks is not None:
+        if lists:
+            raise UsageError("give the lists either in --banks or as --blocklist / --review-list, not both")
+        return Banks.from_config(args.banks)
     if not lists:
         return None
     kw: dict[str, Any] = {"format": args.blocklist_format, "allow_empty": args.allow_empty_blocklist}

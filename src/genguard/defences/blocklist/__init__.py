@@ -11,7 +11,8 @@ Lookup is exact (multi-index hashing up to 47 bits, a popcount scan beyond).
 
 from __future__ import annotations
 
-from .banks import DEFAULT_MAX_DISTANCE, Action, Banks, Blocklist
+from .bank import DEFAULT_MAX_DISTANCE, Action, Blocklist
+from .banks import Banks
 from .formats import FORMATS, HashList, format_header, format_line, read_list
 from .hashing import DEFAULT_MIN_QUALITY, VARIANTS, FrameHash, frame_hash, hash_image, pdq_hash
 
