@@ -94,7 +94,10 @@ def export(
     def take(link: _chain.Link, line: bytes) -> None:
         nonlocal start
         rec = link.record
-        when = parse_time(rec["time"]) if isinstance(rec.get("time"), str) else None
+        try:
+            when = parse_time(rec["time"]) if isinstance(rec.get("time"), str) else None
+        except ValueError:  # a record with an odd time is never inside a window
+            when = None
         wanted = (subject is None or rec.get("subject") == subject) and (
             (lo is None or (when is not None and when >= lo)) and (hi is None or (when is not None and when <= hi))
         )
