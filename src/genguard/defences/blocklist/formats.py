@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from genguard.errors import BlocklistError
 
+from ._hexlines import hex_lines
 from ._index import Words, words_from_bytes
 
 __all__ = ["FORMATS", "HashList", "format_header", "format_line", "read_list", "sniff"]
@@ -41,7 +42,6 @@ FORMATS: Final = ("plain", "threatexchange", "pdq-hasher", "csv")
 PDQ_SIGNAL: Final = "pdq"  # python-threatexchange's name for PDQ (PdqSignal.get_name())
 
 _HEX: Final = re.compile(r"[0-9a-fA-F]{64}")
-_BLOCK: Final = 1 << 16  # lines decoded at once by the vectorised path
 
 
 @dataclass
@@ -79,70 +79,6 @@ def sniff(text: str) -> str:
     return "plain"
 
 
-def _nibbles(chars: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
-    """Hex digit values of ``(M, 64)`` ASCII codes, and which rows are all hex digits."""
-    lower = chars | 0x20  # "A"-"F" to "a"-"f"; digits are unchanged
-    digit = (chars >= 48) & (chars <= 57)
-    letter = (lower >= 97) & (lower <= 102)
-    values = np.where(digit, chars - 48, lower - 87).astype(np.uint8)
-    ok: npt.NDArray[np.bool_] = np.asarray((digit | letter).all(axis=1))
-    return values, ok
-
-
-def _vector_lines(data: bytes, prefix: bytes) -> tuple[list[npt.NDArray[np.uint8]], list[tuple[int, bytes]]]:
-    """Decode every line that is exactly ``prefix + 64 hex digits`` at once; return the other lines."""
-    arr = np.frombuffer(data, dtype=np.uint8)
-    width = len(prefix) + 64
-    pure = len(arr) // (width + 1)
-    if len(arr) == pure * (width + 1) and not (arr[width :: width + 1] != 10).any():
-        # every line has the same length: decode through a reshaped view, no line index needed
-        rows = arr.reshape(pure, width + 1)
-
-        def take(sel: npt.NDArray[np.intp]) -> npt.NDArray[np.uint8]:
-            return rows[sel, :width]
-
-        candidates = np.arange(pure)
-        others: list[tuple[int, bytes]] = []
-        starts = np.arange(pure, dtype=np.int64) * (width + 1)
-    else:
-        nl = np.flatnonzero(arr == 10)
-        starts = np.concatenate(([0], nl + 1)).astype(np.int64)
-        ends = np.concatenate((nl, [len(arr)])).astype(np.int64)
-        if len(starts) and starts[-1] == len(arr):
-            starts, ends = starts[:-1], ends[:-1]
-        ends = ends - ((ends > starts) & (arr[np.maximum(ends - 1, 0)] == 13))
-        fits = (ends - starts) == width
-        others = [(int(i) + 1, data[starts[i] : ends[i]]) for i in np.flatnonzero(~fits)]
-        candidates = np.flatnonzero(fits)
-        offsets = np.arange(width, dtype=np.int64)
-
-        def take(sel: npt.NDArray[np.intp]) -> npt.NDArray[np.uint8]:
-            chars: npt.NDArray[np.uint8] = arr[starts[sel][:, None] + offsets]
-            return chars
-
-    blocks: list[npt.NDArray[np.uint8]] = []
-    if not prefix and not others and len(candidates) == pure:
-        try:  # the common case, a file of bare hashes: bytes.fromhex skips the newlines
-            raw = bytes.fromhex(data.decode("ascii"))
-            if len(raw) == 32 * pure:
-                return [np.frombuffer(raw, np.uint8).reshape(pure, 32)], []
-        except (UnicodeDecodeError, ValueError):
-            pass  # the vectorised path below finds the bad lines
-    expected = np.frombuffer(prefix, np.uint8)
-    for b in range(0, len(candidates), _BLOCK):
-        sel = candidates[b : b + _BLOCK]
-        chars = take(sel)
-        nib, ok = _nibbles(chars[:, len(prefix) :])
-        if prefix:
-            ok &= (chars[:, : len(prefix)] == expected).all(axis=1)
-        if not ok.all():
-            others += [(int(i) + 1, data[starts[i] : starts[i] + width]) for i in sel[~ok]]
-            nib = nib[ok]
-        blocks.append(((nib[:, 0::2] << 4) | nib[:, 1::2]).astype(np.uint8))
-    others.sort()
-    return blocks, others
-
-
 def _bad(path: str, lineno: int, expected: str, line: str) -> BlocklistError:
     return BlocklistError(f"{path}:{lineno}: expected {expected}, got {line.strip()[:100]!r}")
 
@@ -156,7 +92,7 @@ def _read_lines(data: bytes, path: str, fmt: str) -> HashList:
         if data[skip:end].strip() and not data[skip:end].lstrip().startswith(b"#"):
             break
         skip, lines_skipped = end, lines_skipped + 1
-    blocks, others = _vector_lines(data[skip:] if skip else data, prefix)
+    blocks, others = hex_lines(data[skip:] if skip else data, prefix)
     others = [(lineno + lines_skipped, line) for lineno, line in others]
     found: list[str] = []
     labels: dict[int, str] = {}
