@@ -31,7 +31,8 @@ class AuditLog:
     ----------
     path : str or PathLike
         ``*.sqlite``, ``*.sqlite3`` or ``*.db`` for SQLite, any other name for JSON Lines.
-        Parent folders are created.
+        Parent folders are created. Many threads and processes may write one log; with SQLite
+        the AuditLog keeps one connection, so build it in each process (not before a fork).
     max_bytes : int, default 100 MiB
         Rotate the JSON Lines file before a record would take it past this size (0: never).
         A rotated file is renamed ``PATH.<seq of its first record, 12 digits>`` and never deleted.
