@@ -1,5 +1,7 @@
 """Audit log: record contents, never the image, rotation, SQLite, and whole lines under concurrent writers.
 
+The hash chain and tampering are tested in test_audit_chain.py.
+
 Benign images only (scikit-image photos).
 """
 
@@ -7,11 +9,11 @@ from __future__ import annotations
 
 import doctest
 import hashlib
-from dataclasses import replace
 import json
 import multiprocessing
 import sqlite3
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +23,7 @@ import pytest
 from PIL import Image
 
 import genguard
-import genguard.defences.audit as audit_module
+import genguard.defences.audit.log as audit_module
 from genguard import Reason, Scores, Verdict
 from genguard.defences.audit import AuditError, AuditLog
 from genguard.defences.blocklist import hash_image
@@ -33,7 +35,7 @@ VERDICT = Verdict(
     backbone="bundled",
     head="head@1",
 )
-KEYS = {"time", "subject", "source", "sha256", "pdq", "decision", "scores", "reasons", "error", "frame", "models"}
+KEYS = {"seq", "time", "subject", "source", "sha256", "pdq", "decision", "scores", "reasons", "error", "frame", "models", "prev", "hash"}
 
 
 @pytest.fixture(scope="module")
@@ -78,17 +80,26 @@ def test_without_guard_the_verdict_names_the_models(tmp_path: Path) -> None:
     assert rec["subject"] is None and rec["sha256"] is None
 
 
-def test_rotation_keeps_backups_and_every_line_whole(tmp_path: Path) -> None:
+def test_rotation_keeps_every_file_and_every_line_whole(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
-    log = AuditLog(path, max_bytes=3000, backups=2)
+    log = AuditLog(path, max_bytes=3000)
     for i in range(40):
         log.record(VERDICT, subject=f"s{i:03d}")
     files = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
-    assert files == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]
+    assert len(files) > 5 and files[:2] == ["audit.jsonl", "audit.jsonl.000000000000"]  # rotated files: PATH.<first seq>
     for name in files:
         assert (tmp_path / name).stat().st_size <= 3000
     subjects = [r["subject"] for r in log.records()]
-    assert subjects == sorted(subjects) and subjects[-1] == "s039" and 5 < len(subjects) < 40  # oldest dropped
+    assert subjects == [f"s{i:03d}" for i in range(40)]  # none dropped, in order
+
+
+def test_backups_is_deprecated_and_deletes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with pytest.warns(DeprecationWarning, match="never deleted"):
+        log = AuditLog(path, max_bytes=1000, backups=0)  # used to truncate the whole log at each rotation
+    for i in range(10):
+        log.record(VERDICT, subject=f"s{i}")
+    assert len(list(log.records())) == 10
 
 
 def test_sqlite_log_is_append_only(tmp_path: Path) -> None:
@@ -107,11 +118,11 @@ def test_unwritable_path_is_an_audit_error(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="cannot open audit log"):
         AuditLog(tmp_path / "file" / "audit.jsonl")
     with pytest.raises(ValueError):
-        AuditLog(tmp_path / "a.jsonl", backups=-1)
+        AuditLog(tmp_path / "a.jsonl", max_bytes=-1)
 
 
 def _write_many(path: str, tag: str, n: int, max_bytes: int) -> None:
-    log = AuditLog(path, max_bytes=max_bytes, backups=1000)
+    log = AuditLog(path, max_bytes=max_bytes)
     for i in range(n):
         log.record(VERDICT, subject=f"{tag}-{i}")
 

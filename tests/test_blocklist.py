@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import genguard.defences.blocklist as blocklist_module
+import genguard.defences.blocklist.bank as blocklist_module
 from genguard.defences.blocklist import Blocklist, FrameHash, hash_image, pdq_hash
 from genguard.errors import BlocklistError
 
@@ -89,7 +89,9 @@ def test_unrelated_images_do_not_match(photos: dict[str, np.ndarray], blocklist:
 
 def test_best_frame_is_reported(photos: dict[str, np.ndarray], blocklist: Blocklist) -> None:
     hashes = blocklist.hash_frames([photos["rocket"], _resized(photos["coffee"], 0.5), photos["coffee"]])
-    assert blocklist.match_frames(hashes) == {"distance": 0, "hash": hash_image(photos["coffee"]), "frame": 2}
+    match = blocklist.match_frames(hashes)
+    assert match is not None and match["frame"] == 2 and match["variant"] == "original"
+    assert (match["distance"], match["hash"]) == (0, hash_image(photos["coffee"]))
 
 
 def test_hash_formats_agree(photos: dict[str, np.ndarray], tmp_path: Path) -> None:
@@ -112,7 +114,8 @@ def test_low_quality_frames_are_skipped() -> None:
     h = pdq_hash(flat)
     assert h.quality < 50
     assert Blocklist([h.hash]).match_frames([h]) is None
-    assert Blocklist([h.hash], min_quality=0).match_frames([h]) == {"distance": 0, "hash": h.hash, "frame": 0}
+    match = Blocklist([h.hash], min_quality=0).match_frames([h])
+    assert match is not None and (match["distance"], match["hash"], match["frame"]) == (0, h.hash, 0)
     assert Blocklist([h.hash]).match_frames([h.hash]) is not None  # a bare string carries no quality
 
 
@@ -147,7 +150,8 @@ def test_max_distance_is_validated(bad: object) -> None:
 
 
 def test_empty_blocklist_matches_nothing() -> None:
-    assert len(Blocklist([])) == 0 and Blocklist([]).match_frames(["0" * 64]) is None
+    empty = Blocklist([], allow_empty=True)
+    assert len(empty) == 0 and empty.match_frames(["0" * 64]) is None
 
 
 def _flip(words: np.ndarray, rng: np.random.Generator, n_bits: int) -> str:
@@ -161,7 +165,7 @@ def test_indexed_matching_equals_brute_force(max_distance: int) -> None:
     rng = np.random.default_rng(max_distance)
     listed = rng.integers(0, 2**64, size=(6000, 4), dtype=np.uint64)
     bl = Blocklist((r.astype(">u8").tobytes() for r in listed), max_distance=max_distance)
-    assert (bl._index is not None) == (max_distance <= 47)  # the multi-index path is the one under test
+    assert bl._index.indexed == (max_distance <= 47)  # the multi-index path is the one under test
     queries = [_flip(listed[rng.integers(len(listed))], rng, int(d)) for d in rng.integers(0, 80, size=60)]
     queries += [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(5)]
     for q in queries:
@@ -190,4 +194,19 @@ def test_guard_blocks_a_listed_image_whatever_its_scores(photos: dict[str, np.nd
 
 def test_frame_hash_is_a_named_tuple() -> None:
     h = FrameHash("ab" * 32, 90)
-    assert h.hash == "ab" * 32 and h.quality == 90 and tuple(h) == ("ab" * 32, 90)
+    assert h.hash == "ab" * 32 and h.quality == 90 and tuple(h) == ("ab" * 32, 90, (), (), 0)
+
+
+def test_guard_applies_the_bank_action_and_names_bank_label_and_variant(photos: dict[str, np.ndarray], stub_guard) -> None:
+    from genguard.defences.blocklist import Banks
+
+    mirrored = np.ascontiguousarray(photos["astronaut"][:, ::-1])
+    mirrored[0, 0] = (1, 1, 0)  # the stub backbone reads minor=0.01, sexual=0.01 from this pixel
+    review = Blocklist([hash_image(photos["astronaut"])], name="internal", action="review", labels=["ticket-3"])
+    verdict = stub_guard(blocklist=review).classify(mirrored)
+    assert verdict.decision == "review"  # a review bank sends a listed image to review, whatever the scores
+    (reason,) = [r for r in verdict.reasons if r.code == "hash_match"]
+    assert (reason.detail["bank"], reason.detail["label"], reason.detail["variant"]) == ("internal", "ticket-3", "flip_horizontal")
+    both = Banks([review, Blocklist([hash_image(photos["astronaut"])], name="shared")])
+    assert stub_guard(blocklist=both).classify(mirrored).decision == "block"  # block outranks review
+    assert list(stub_guard(blocklist=review).classify(mirrored).pdq) == [hash_image(mirrored)]  # the audit's hash

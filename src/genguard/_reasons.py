@@ -77,8 +77,11 @@ def image_verdict(
         reasons.append(Reason("both_high" if decision == "block" else "review_band", {"minor": minor, "sexual": round(s.sexual, 4)}))
     if loaded.n_frames > 1:
         reasons.append(Reason("frames", {"total": loaded.n_frames, "scored": len(scores), "deciding": frame}))
-    if match is not None:
-        decision = "block"
+    if match is not None:  # a listed image: its bank's action (block, or review), whatever the scores
+        if match.get("action", "block") == "block":
+            decision = "block"
+        elif decision == "allow":
+            decision = "review"
         reasons.append(Reason("hash_match", {**match, "frame": loaded.frame_indices[int(match["frame"])]}))
     return Verdict(
         decision=decision,

@@ -69,6 +69,13 @@ class Matcher(Protocol):
 
 
 @runtime_checkable
+class FrameHasher(Protocol):
+    """A blocklist that computes the frame hashes it matches (:class:`~genguard.defences.blocklist.Blocklist`)."""
+
+    def hash_frames(self, frames: Sequence[RGBArray]) -> Sequence[FrameHash]: ...
+
+
+@runtime_checkable
 class EmbeddingStore(Protocol):
     """Embeddings already computed, keyed by ``"<sha256 of the input>-<frame index>"``."""
 
@@ -111,7 +118,9 @@ class Pipeline:
             loaded = load_image(image, max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels,
                                 max_frames=self.limits.max_frames)
             pdq: tuple[FrameHash, ...] = ()
-            if self.blocklist is not None or self.hash_frames:
+            if isinstance(self.blocklist, FrameHasher):  # a blocklist hashes what it matches (dihedral variants too)
+                pdq = tuple(self.blocklist.hash_frames(loaded.frames))
+            elif self.blocklist is not None or self.hash_frames:
                 pdq = tuple(pdq_hash(f) for f in loaded.frames)
         except ImageLoadError as exc:
             return Item(None, exc)

@@ -55,7 +55,7 @@ class Reason:
     ``sexual_content``  the sexual score and what drove it (``open_nsfw``, ``nudenet``)
     ``both_high``       both scores at or above their block thresholds
     ``review_band``     both scores at or above their review thresholds
-    ``hash_match``      the image matched a blocklisted PDQ hash (``distance``)
+    ``hash_match``      the image matched a listed PDQ hash (``distance``, ``bank``, ``label``, ``variant``)
     ``load_error``      the image could not be read; see ``Verdict.error``
     ``frames``          an animation: how many frames were scored and which decided
     """

@@ -22,16 +22,49 @@ def register(sub: Any) -> None:
     c.add_argument("--on-error", default="block", choices=("block", "allow", "raise"), help="verdict for unreadable images (default: block, fail closed)")
     c.add_argument("--minor-threshold", type=float, default=None, help="override the head's minor block threshold")
     c.add_argument("--sexual-threshold", type=float, default=None, help="override the head's sexual block threshold")
-    c.add_argument("--blocklist", default=None, help="file of PDQ hashes (one hex hash per line, # comments) to block on sight")
-    c.add_argument("--max-distance", type=int, default=None, help="Hamming distance for a blocklist match (default: the blocklist's)")
+    c.add_argument("--blocklist", action="append", default=[], metavar="FILE",
+                   help="PDQ hash list whose matches are blocked whatever the scores (repeatable; plain, python-threatexchange, "
+                   "PDQ-hasher or signal_type/signal_value CSV: see docs/evidence.md)")
+    c.add_argument("--review-list", action="append", default=[], metavar="FILE", help="PDQ hash list whose matches go to review (repeatable)")
+    c.add_argument("--banks", default=None, metavar="JSON", help="bank configuration: a JSON list of {path, name, action, max_distance, ...} (see docs/evidence.md)")
+    c.add_argument("--blocklist-format", default="auto", choices=("auto", "plain", "threatexchange", "pdq-hasher", "csv"),
+                   help="format of the lists (default: told apart by their first line)")
+    c.add_argument("--allow-empty-blocklist", action="store_true", help="accept a list that holds no PDQ hash (else an error)")
+    c.add_argument("--max-distance", type=int, default=None, help="Hamming distance for a blocklist match (default: 31)")
     c.add_argument("--subject", default=None, help="user, API key or session id, for the attempt monitor and audit log")
     c.add_argument("--monitor", default=None, help="SQLite file of the attempt monitor (records blocked and near-miss verdicts of --subject)")
-    c.add_argument("--audit-log", default=None, help="append one JSON record per verdict to this file (JSON Lines, rotated)")
+    c.add_argument("--audit-log", default=None, help="append one hash-chained record per verdict (JSON Lines, rotated; or .sqlite)")
+    c.add_argument("--audit-key-file", default=None, help="file holding the audit log's HMAC key (signs every record)")
+    c.add_argument("--audit-key-env", default=None, help="environment variable holding the audit log's HMAC key")
+    c.add_argument("--audit-fsync", action="store_true", help="flush every audit record to disk before going on (slower; see docs/evidence.md)")
     c.add_argument("--full-scores", action="store_true", help="score the minor axis of every image (default: only where the sexual score could make it matter)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     add_guard_options(c)
 
     c.set_defaults(func=run)
+
+
+def _blocklist(args: argparse.Namespace) -> Any:
+    """One Blocklist per --blocklist / --review-list file; several are matched together as Banks."""
+    from genguard.defences.blocklist import Action, Banks, Blocklist
+
+    lists: list[tuple[str, Action]] = [(path, "block") for path in args.blocklist] + [(path, "review") for path in args.review_list]
+    if args.banks is not None:
+        if lists:
+            raise UsageError("give the lists either in --banks or as --blocklist / --review-list, not both")
+        return Banks.from_config(args.banks)
+    if not lists:
+        return None
+    kw: dict[str, Any] = {"format": args.blocklist_format, "allow_empty": args.allow_empty_blocklist}
+    if args.max_distance is not None:
+        kw["max_distance"] = args.max_distance
+    banks: list[Blocklist] = []
+    for i, (path, action) in enumerate(lists):
+        name = Path(path).stem
+        if any(b.name == name for b in banks):
+            name = f"{name}-{i + 1}"
+        banks.append(Blocklist.from_file(path, action=action, name=name, **kw))
+    return banks[0] if len(banks) == 1 else Banks(banks)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,11 +77,7 @@ def run(args: argparse.Namespace) -> int:
     for p in args.paths:
         if p != "-" and not Path(p).exists():
             raise UsageError(f"no such file or folder: {p}")
-    blocklist = None
-    if args.blocklist:
-        from genguard.defences.blocklist import Blocklist
-
-        blocklist = Blocklist.from_file(args.blocklist, **({} if args.max_distance is None else {"max_distance": args.max_distance}))
+    blocklist = _blocklist(args)
     guard = Guard(args.backbone, on_error=args.on_error, blocklist=blocklist, full_scores=args.full_scores,
                   hash_frames=bool(args.audit_log), **guard_kwargs(args))
     if args.minor_threshold is not None or args.sexual_threshold is not None:
@@ -64,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
     if args.audit_log:
         from genguard.defences.audit import AuditLog
 
-        audit = AuditLog(args.audit_log)
+        from genguard.defences.audit import load_key
+
+        key = None if args.audit_key_file is None and args.audit_key_env is None else load_key(args.audit_key_file, args.audit_key_env)
+        audit = AuditLog(args.audit_log, key=key, fsync=args.audit_fsync)
     screening = Screening(guard, monitor=monitor, audit=audit)
 
     labels: list[str] = []

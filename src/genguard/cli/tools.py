@@ -12,8 +12,13 @@ __all__ = ["register"]
 
 def register(sub: Any) -> None:
     """Add ``hash``, ``weights`` and ``serve`` to the subparsers ``sub``."""
-    h = sub.add_parser("hash", help="print PDQ hashes in blocklist format")
+    h = sub.add_parser("hash", help="print PDQ hashes in a blocklist format")
     h.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    h.add_argument(
+        "--format", default="plain", choices=("plain", "threatexchange", "pdq-hasher", "csv"),
+        help="plain: HASH  # path (default); threatexchange: pdq HASH (python-threatexchange's file format); "
+        "pdq-hasher: hash,quality,path (as Meta's PDQ hashers print); csv: signal_type,signal_value,quality,path",
+    )
 
     h.set_defaults(func=_hash)
 
@@ -35,10 +40,15 @@ def register(sub: Any) -> None:
 
 
 def _hash(args: argparse.Namespace) -> int:
-    from genguard.defences.blocklist import hash_image
+    from genguard.defences.blocklist import format_header, format_line, pdq_hash
+    from genguard.imageio import load_image
 
+    header = format_header(args.format)
+    if header is not None:
+        print(header)
     for label, item in expand(args.paths):
-        print(f"{hash_image(item)}  # {label}")
+        h = pdq_hash(load_image(item).frames[0])
+        print(format_line(args.format, h.hash, h.quality, label))
     return EXIT_OK
 
 
