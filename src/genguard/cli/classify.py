@@ -27,7 +27,8 @@ def register(sub: Any) -> None:
     c.add_argument("--subject", default=None, help="user, API key or session id, for the attempt monitor and audit log")
     c.add_argument("--monitor", default=None, help="SQLite file of the attempt monitor (records blocked and near-miss verdicts of --subject)")
     c.add_argument("--audit-log", default=None, help="append one JSON record per verdict to this file (JSON Lines, rotated)")
-    c.add_argument("--full-scores", action="store_true", help="score the minor axis of every image (default: only where the sexual score could make it matter)")
+    c.add_argument("--skip-minor-below-review", action="store_true",
+                   help="throughput option: skip the face stage (minor score shown as -) where the sexual score is below review; decisions are unchanged (default: both scores for every image)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     add_guard_options(c)
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         from genguard.defences.blocklist import Blocklist
 
         blocklist = Blocklist.from_file(args.blocklist, **({} if args.max_distance is None else {"max_distance": args.max_distance}))
-    guard = Guard(args.backbone, on_error=args.on_error, blocklist=blocklist, full_scores=args.full_scores,
+    guard = Guard(args.backbone, on_error=args.on_error, blocklist=blocklist, skip_minor_below_review=args.skip_minor_below_review,
                   hash_frames=bool(args.audit_log), **guard_kwargs(args))
     if args.minor_threshold is not None or args.sexual_threshold is not None:
         base = guard.policy
@@ -104,7 +105,7 @@ def _table_row(label: str, verdict: Any) -> str:
     elif any(r.code == "no_face" for r in verdict.reasons):
         extra.append("no face")
     elif any(r.code == "minor_skipped" for r in verdict.reasons):
-        extra.append("minor not scored: sexual score below review")
+        extra.append("minor skipped: sexual score below review")
     if any(r.code == "hash_match" for r in verdict.reasons):
         extra.append("hash match")
     tail = f"  ({'; '.join(extra)})" if extra else ""

@@ -246,17 +246,25 @@ def resize(image: RGBArray, w: int, h: int) -> RGBArray:
 
 
 def _crop_square(work: RGBArray, view: _View) -> npt.NDArray[np.uint8]:
-    """The view's square window of ``work``, scaled to ``view.size``; outside the frame is black."""
+    """The view's square window of ``work``, scaled to ``view.size``; outside the frame is black.
+
+    The window's part inside the frame is resized once (area averaging when shrinking) and pasted
+    at its place, to within one output pixel.
+    """
     size, scale = view.size, view.size / view.side
     h, w = work.shape[:2]
     out = np.zeros((size, size, 3), dtype=np.uint8)
     x0, y0 = max(0, math.floor(view.x0)), max(0, math.floor(view.y0))
     x1, y1 = min(w, math.ceil(view.x0 + view.side)), min(h, math.ceil(view.y0 + view.side))
-    if x1 - x0 < 1 or y1 - y0 < 1:
+    if x1 <= x0 or y1 <= y0:
         return out
+    patch = resize(work[y0:y1, x0:x1], max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
     u0, v0 = round((x0 - view.x0) * scale), round((y0 - view.y0) * scale)
-    u1, v1 = min(size, max(u0 + 1, round((x1 - view.x0) * scale))), min(size, max(v0 + 1, round((y1 - view.y0) * scale)))
-    out[v0:v1, u0:u1] = resize(work[y0:y1, x0:x1], u1 - u0, v1 - v0)
+    pu, pv = max(0, -u0), max(0, -v0)  # rows/columns of the patch that fall before the view
+    u0, v0 = max(0, u0), max(0, v0)
+    u1, v1 = min(size, u0 + patch.shape[1] - pu), min(size, v0 + patch.shape[0] - pv)
+    if u1 > u0 and v1 > v0:
+        out[v0:v1, u0:u1] = patch[pv : pv + v1 - v0, pu : pu + u1 - u0]
     return out
 
 
