@@ -64,6 +64,32 @@ def corpus_frames(size: int, n: int = 16, seed: int = 0) -> list[Image.Image]:
     return frames
 
 
+FACELESS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel", "coins",
+            "moon", "brick", "grass", "gravel", "page", "text", "clock", "horse")
+
+
+def write_faceless(folder: Path, size: int = 1024, n: int = 16) -> list[Path]:
+    """``n`` benign JPEG photos without people (scikit-image), cover-cropped to ``size`` px squares."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"nofaces_{i:02d}.jpg"
+        if not path.exists():
+            _scene(FACELESS[i % len(FACELESS)], size).save(path, "JPEG", quality=90)
+        paths.append(path)
+    return paths
+
+
+def write_face_scenes(folder: Path, n: int = 16, seed: int = 0) -> list[Path] | None:
+    """``n`` 1024 px ``genguard scenes`` (1-4 UTKFace val faces, 48-256 px, in benign backgrounds); None without UTKFace."""
+    if not UTKFACE.is_dir():
+        return None
+    from genguard.learn.scenes import build_scenes
+
+    build_scenes(UTKFACE, folder, n=n, seed=seed)
+    return sorted(folder.glob("scene_*.jpg"))
+
+
 def write_corpus(folder: Path, size: int, fmt: str, n: int = 16) -> list[Path]:
     """Write the corpus as ``fmt`` ("JPEG" quality 90, or "PNG") files; returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)

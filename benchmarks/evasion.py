@@ -96,17 +96,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=120, help="child faces (grids use them k*k at a time)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--head", default=None, help="head to evaluate (default: the shipped head)")
-    parser.add_argument("--no-small-faces", action="store_true", help="the single dlib pass (BundledEmbedder(small_faces=False))")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
 
     from genguard import Guard
 
-    guard = Guard(head=args.head, small_faces=not args.no_small_faces, full_scores=True)  # every minor score
+    guard = Guard(head=args.head)  # both scores for every image (the default)
     threshold = guard.policy.minor_threshold
     results: dict[str, Any] = {
         "machine": machine(), "head": guard.head.identifier, "minor_threshold": threshold,
-        "n_faces": args.n, "seed": args.seed, "small_faces": not args.no_small_faces, "conditions": {},
+        "n_faces": args.n, "seed": args.seed, "conditions": {},
     }
     print(f"head {guard.head.identifier}, minor_threshold {threshold}")
     print(f"{'condition':18s} {'images':>6s} {'recall':>7s} {'s/img':>6s}")

@@ -1,20 +1,22 @@
 """Where the bundled default spends its time: a per-stage breakdown and the overhead share.
 
-Everything runs on one thread, one stage after another (the embedder's
-face-finding worker is replaced by an inline stand-in), so the stages add up
-to the total; in the real pipeline decoding and face finding overlap
-inference. onnxruntime keeps its own intra-op threads. Stages:
+Decoding runs first, on this thread, then the decoded frames are screened, so
+the stages add up to the total; in the real pipeline decoding overlaps
+inference (it runs ahead on two threads). onnxruntime keeps its own intra-op
+threads. Stages:
 
 - ``decode``: :func:`genguard.load_image` on the encoded files;
-- ``pre_post``: the NudeNet letterbox and box decoding, the open_nsfw
-  whole-frame resize, and every other array step inside ``embed`` not timed below;
+- ``pre_post``: the NudeNet letterbox, the open_nsfw whole-frame resize, and every
+  other array step inside the embedder not timed below;
 - ``nudenet``, ``open_nsfw``, ``age``: the onnxruntime calls alone;
-- ``face_finding``: dlib's HOG detector (with its downscale) and box merging;
-- ``landmarks_chips``: dlib's 5-point landmarks and the aligned face chips;
+- ``face_finding``: the BlazeFace face finder (its views, model calls, box decoding
+  and zoomed checks);
+- ``landmarks_chips``: dlib's 5-point landmarks and the aligned 64 px face chips;
 - ``head``: the torch head; ``policy_verdict``: the rest of ``Guard`` (policy, reasons, verdict).
 
-Model inference is the three ONNX models plus dlib's detector and landmark
-model; the overhead share is everything else over the total.
+Model inference is the three ONNX models, the face finder and dlib's landmark
+model; the overhead share is everything else over the total. ``--skip-minor``
+profiles the throughput option ``Guard(skip_minor_below_review=True)``.
 
 Run::
 
@@ -30,9 +32,8 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, write_corpus
@@ -58,27 +59,6 @@ class _TimedSession:
         return getattr(self._session, name)
 
 
-class _InlineExecutor:
-    """Stands in for the embedder's face-finding thread pool: runs each task at once, on this thread."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 -- handed back through the future, as a pool would
-            future.set_exception(exc)
-        return future
-
-
 def _timed(fn: Callable[..., Any], key: str, clock: dict[str, float]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
@@ -90,17 +70,34 @@ def _timed(fn: Callable[..., Any], key: str, clock: dict[str, float]) -> Callabl
     return wrapper
 
 
-def _run_stages(guard: Any, paths: list[Path], batch: int, load_image: Callable[..., Any]) -> tuple[dict[str, float], float]:
+def _outermost(fn: Callable[..., Any], key: str, clock: dict[str, float]) -> Callable[..., Any]:
+    """Like :func:`_timed`, but a call made from inside another call with the same key is not counted again."""
+    depth = f"_depth_{key}"
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if clock[depth]:
+            return fn(*args, **kwargs)
+        clock[depth] += 1
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            clock[key] += time.perf_counter() - t0
+            clock[depth] -= 1
+
+    return wrapper
+
+
+def _run_stages(guard: Any, paths: list[Path], batch: int, load_image: Callable[..., Any], clock: dict[str, float]) -> float:
     emb: Any = guard.embedder
-    clock: dict[str, float] = defaultdict(float)
     emb._nudenet = _TimedSession(emb._nudenet, "nudenet", clock)
     emb._nsfw = _TimedSession(emb._nsfw, "open_nsfw", clock)
     emb._age = _TimedSession(emb._age, "age", clock)
-    emb._find_faces = _timed(emb._find_faces, "face_finding", clock)
-    emb._align = _timed(emb._align, "landmarks_chips", clock)
-    guard.head.score = _timed(guard.head.score, "head", clock)  # type: ignore[method-assign]
-    embed = _timed(emb.embed, "_embed", clock)
-    emb.embed = embed
+    emb._finder.find = _timed(emb._finder.find, "face_finding", clock)
+    guard.head.score = _outermost(guard.head.score, "head", clock)  # type: ignore[method-assign]
+    guard.head.sexual_scores = _outermost(guard.head.sexual_scores, "head", clock)  # type: ignore[method-assign]
+    for name in ("embed", "embed_images", "embed_faces"):  # nested calls are counted once, at the outermost
+        setattr(emb, name, _outermost(getattr(emb, name), "_embed", clock))
 
     guard.classify_batch(paths[:batch], workers=1)  # warm-up
     clock.clear()
@@ -113,24 +110,25 @@ def _run_stages(guard: Any, paths: list[Path], batch: int, load_image: Callable[
         t0 = time.perf_counter()
         guard.classify_batch(frames, workers=1)
         clock["_classify"] += time.perf_counter() - t0
-    return clock, time.perf_counter() - t_all
+    return time.perf_counter() - t_all
 
 
-def profile(paths: list[Path], batch: int, threads: int | None = None, **options: Any) -> dict[str, Any]:
+def profile(paths: list[Path], batch: int, threads: int | None = None, *, skip_minor: bool = False, **options: Any) -> dict[str, Any]:
     """Per-stage seconds for screening ``paths`` in batches of ``batch`` (after one warm-up batch).
 
-    ``options`` go to the bundled embedder (for example ``small_faces=False``).
+    ``skip_minor`` profiles ``Guard(skip_minor_below_review=True)``; ``options`` go to the bundled embedder.
     """
     from genguard import Guard, load_image
     from genguard.embedders.bundled import embedder as bundled
 
-    original = bundled.ThreadPoolExecutor
-    bundled.ThreadPoolExecutor = _InlineExecutor
+    clock: dict[str, float] = defaultdict(float)
+    original = bundled.face_chip
+    bundled.face_chip = _timed(original, "landmarks_chips", clock)  # type: ignore[assignment]
     try:
-        guard = Guard(batch_size=batch, **({"threads": threads} if threads else {}), **options)
-        clock, total = _run_stages(guard, paths, batch, load_image)
+        guard = Guard(batch_size=batch, skip_minor_below_review=skip_minor, **({"threads": threads} if threads else {}), **options)
+        total = _run_stages(guard, paths, batch, load_image, clock)
     finally:
-        bundled.ThreadPoolExecutor = original
+        bundled.face_chip = original  # type: ignore[assignment]
     inner = sum(clock[k] for k in MODEL_STAGES)
     clock["pre_post"] = clock["_embed"] - inner
     clock["policy_verdict"] = clock["_classify"] - clock["_embed"] - clock["head"]
@@ -166,7 +164,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32, help="images timed (the 16-image corpus is cycled)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: onnxruntime's)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a bundled embedder option, VALUE as JSON (for example small_faces=false); repeatable")
+                        help="a bundled embedder option, VALUE as JSON (for example detect_max_side=768); repeatable")
+    parser.add_argument("--skip-minor", action="store_true", help="profile Guard(skip_minor_below_review=True)")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="genguard-bench-") as tmp:
@@ -174,7 +173,7 @@ def main() -> None:
         paths = [corpus[i % len(corpus)] for i in range(args.images)]
         options = {k: json.loads(v) for k, _, v in (o.partition("=") for o in args.option)}
         result = {"machine": machine(), "format": args.format, "size": args.size, "options": options,
-                  **profile(paths, args.batch, args.threads, **options)}
+                  **profile(paths, args.batch, args.threads, skip_minor=args.skip_minor, **options)}
     result["machine"]["loadavg_after"] = list(__import__("os").getloadavg())
     print_profile(result)
     if args.out:

@@ -93,7 +93,7 @@ def main() -> None:
     from genguard import Guard
     from genguard.learn.datasets import iter_image_files
 
-    guard = Guard(head=args.head, full_scores=True)  # score the minor axis of every image
+    guard = Guard(head=args.head)  # both scores for every image (the default)
     threshold = guard.policy.minor_threshold
     items = [(p, None) for p in iter_image_files(args.folder)][: args.n] if args.folder else subset(args.n)
     images = [Image.open(p).convert("RGB") for p, _ in items]

@@ -6,6 +6,7 @@ injecting scores (stub embedder/head, or thresholds), never with sexual images.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,7 @@ def guard() -> Any:
     """
     from genguard import Guard
 
-    # full_scores: these tests look at minor scores of benign images, which the
-    # default Guard skips (their sexual score alone decides "allow").
-    return Guard(full_scores=True)
+    return Guard()  # both scores for every image (the default)
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +95,21 @@ class ScoreEmbedder:
         return out
 
 
+class StagedScoreEmbedder(ScoreEmbedder):
+    """:class:`ScoreEmbedder` with separate whole-frame and face stages (like the bundled backbone)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.face_calls: list[int] = []
+
+    def embed_images(self, frames: Sequence[np.ndarray]) -> list[ImageEmbedding]:
+        return [dataclasses.replace(e, faces=(), faces_searched=False) for e in ScoreEmbedder.embed(self, frames)]
+
+    def embed_faces(self, frames: Sequence[np.ndarray], images: Sequence[ImageEmbedding]) -> list[ImageEmbedding]:
+        self.face_calls.append(len(frames))
+        return [dataclasses.replace(i, faces=e.faces, faces_searched=True) for i, e in zip(images, ScoreEmbedder.embed(self, frames))]
+
+
 class ScoreHead(Head):
     """A face-based head that returns the painted scores (exact Python floats) instead of running a network."""
 
@@ -106,11 +120,14 @@ class ScoreHead(Head):
             meta.policy = policy
         super().__init__(meta)
 
+    def sexual_scores(self, embeddings: Sequence[ImageEmbedding]) -> np.ndarray:  # type: ignore[override]
+        return np.array([round(float(e.vector[1]), 6) for e in embeddings])
+
     def score(self, embeddings: Sequence[ImageEmbedding]) -> list[ImageScores]:  # type: ignore[override]
         out = []
         for e in embeddings:
             minor_of = [round(float(f.vector[0]), 6) for f in e.faces]
-            minor = max(minor_of) if minor_of else self.metadata.no_face_minor
+            minor = (max(minor_of) if minor_of else self.metadata.no_face_minor) if e.faces_searched else None
             out.append(ImageScores(minor, round(float(e.vector[1]), 6), tuple(minor_of)))
         return out
 

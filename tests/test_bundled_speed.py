@@ -1,13 +1,11 @@
-"""The bundled embedder's speed work changes no result: sessions, letterbox, the face worker, skips, CUDA.
+"""The bundled embedder's speed work changes no result: sessions, letterbox, the stages, skips, CUDA.
 
 Speed itself is measured in benchmarks/, never here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,26 +21,8 @@ def _reference_letterbox(frame: np.ndarray, size: int) -> np.ndarray:
     side = max(h, w)
     square = np.zeros((side, side, 3), dtype=np.uint8)
     square[:h, :w] = frame
-    resized = square if side == size else bundled._resize(square, (size, size))
+    resized = square if side == size else bundled.resize(square, size, size)
     return np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
-
-
-class _Inline:
-    """A stand-in for the face-finding thread pool that runs each task at once."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        future.set_result(fn(*args))
-        return future
 
 
 class _CountingSession:
@@ -71,19 +51,19 @@ def test_letterbox_matches_the_padded_reference_bit_for_bit(shape: tuple[int, in
     np.testing.assert_array_equal(out, _reference_letterbox(frame, 320))
 
 
-def test_face_worker_gives_the_same_embeddings_as_inline(
-    guard: Guard, benign_images: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_staged_embedding_equals_embed(guard: Guard, benign_images: dict[str, Any]) -> None:
     frames = [benign_images["astronaut"], benign_images["coffee"]]
-    threaded = guard.embedder.embed(frames)
-    monkeypatch.setattr(bundled, "ThreadPoolExecutor", _Inline)
-    inline = guard.embedder.embed(frames)
-    assert len(threaded[0].faces) >= 1
-    for a, b in zip(threaded, inline):
+    emb: Any = guard.embedder
+    images = emb.embed_images(frames)
+    assert [e.faces_searched for e in images] == [False, False] and all(e.faces == () for e in images)
+    staged = emb.embed_faces(frames, images)
+    for a, b in zip(emb.embed(frames), staged, strict=True):
         np.testing.assert_array_equal(a.vector, b.vector)
-        assert [f.box for f in a.faces] == [f.box for f in b.faces]
+        assert b.faces_searched and [f.box for f in a.faces] == [f.box for f in b.faces]
         for fa, fb in zip(a.faces, b.faces):
             np.testing.assert_array_equal(fa.vector, fb.vector)
+    with pytest.raises(ValueError, match="2 frames but 1"):
+        emb.embed_faces(frames, images[:1])
 
 
 def test_face_models_are_skipped_only_when_no_face_is_found(guard: Guard, benign_images: dict[str, Any]) -> None:
@@ -93,17 +73,17 @@ def test_face_models_are_skipped_only_when_no_face_is_found(guard: Guard, benign
     no_faces = emb.embed([benign_images["coffee"]])
     assert no_faces[0].faces == () and age.calls == 0 and nsfw.calls == 1
     with_face = emb.embed([benign_images["astronaut"]])
-    assert with_face[0].faces and age.calls == 1 and nsfw.calls == 3
+    assert with_face[0].faces and age.calls == 1 and nsfw.calls == 2  # open_nsfw sees whole frames only
 
 
 def test_face_finding_errors_reach_the_caller(benign_images: dict[str, Any]) -> None:
     emb = bundled.BundledEmbedder()
 
     def broken(*args: Any) -> Any:
-        raise RuntimeError("dlib failed")
+        raise RuntimeError("face finder failed")
 
-    emb._find_faces = broken  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError, match="dlib failed"):
+    emb._finder.find = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="face finder failed"):
         emb.embed([benign_images["astronaut"]])
 
 
@@ -118,7 +98,7 @@ def _has_cuda() -> bool:
 def test_cuda_runs_onnx_and_the_head_on_the_gpu(benign_images: dict[str, Any]) -> None:
     gpu = Guard(device="cuda")
     emb: Any = gpu.embedder
-    for session in (emb._age, emb._nsfw, emb._nudenet):
+    for session in (emb._age, emb._nsfw, emb._nudenet, emb._finder.session):
         assert session.get_providers()[0] == "CUDAExecutionProvider"
     assert gpu.head.minor_mean.device.type == "cuda"
     cpu = Guard()

@@ -53,7 +53,7 @@ def _json_lines(out: str) -> list[dict[str, Any]]:
 
 
 def test_classify_folder_as_json(fast_cli: list[Any], capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(capsys, "classify", "--json", "--quiet", "--full-scores", str(EXAMPLES))
+    code, out, err = _run(capsys, "classify", "--json", "--quiet", str(EXAMPLES))
     records = _json_lines(out)
     assert code == 0, err
     assert [r["path"] for r in records] == [str(p) for p in EXAMPLE_FILES]
@@ -102,7 +102,7 @@ def test_dash_reads_image_bytes_from_stdin(
     fast_cli: list[Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _stdin(monkeypatch, (EXAMPLES / "astronaut.png").read_bytes())
-    code, out, _ = _run(capsys, "classify", "--json", "--full-scores", "-")
+    code, out, _ = _run(capsys, "classify", "--json", "-")
     (record,) = _json_lines(out)
     assert code == 0
     assert record["path"] == "-" and record["decision"] == "allow"

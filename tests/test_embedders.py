@@ -15,7 +15,8 @@ import pytest
 from genguard import Guard, IntegrityError, ModelFileError, UnknownBackboneError
 from genguard.embedders import Embedder, available_backbones, create_embedder
 from genguard.embedders.bundled import assets as _assets
-from genguard.embedders.bundled.embedder import FACE_DIM, IMAGE_DIM, NUDENET_LABELS, _clip_box, _iou, _nms
+from genguard.embedders.bundled.embedder import FACE_DIM, IMAGE_DIM, NUDENET_LABELS
+from genguard.embedders.bundled.faces import _weighted_nms, clip_box, iou
 
 
 # -------------------------------------------------------------------- registry
@@ -112,13 +113,17 @@ def test_cuda_without_the_cuda_provider_raises() -> None:
 
 # ------------------------------------------------------------- pure helpers
 def test_box_helpers() -> None:
-    assert _clip_box((-5.2, 3.6, 50.4, 200.0), 40, 100) == (0, 4, 40, 100)
-    assert _clip_box((10, 10, 11, 30), 40, 100) is None  # under 2 px wide
-    assert _iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
-    assert _iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
-    assert _iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
-    kept = _nms([((0, 0, 10, 10), 0.9), ((1, 0, 11, 10), 0.8), ((50, 50, 60, 60), 0.7)], 0.45)
-    assert kept == [((0, 0, 10, 10), 0.9), ((50, 50, 60, 60), 0.7)]
+    assert clip_box((-5.2, 3.6, 50.4, 200.0), 40, 100) == (0, 4, 40, 100)
+    assert clip_box((10, 10, 11, 30), 40, 100) is None  # under 2 px wide
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    kp = np.zeros((6, 2))
+    merged = _weighted_nms([(np.array([0.0, 0, 10, 10]), 0.9, kp), (np.array([1.0, 0, 11, 10]), 0.3, kp + 4),
+                            (np.array([50.0, 50, 60, 60]), 0.7, kp)])
+    assert [m[1] for m in merged] == [0.9, 0.7]  # overlapping boxes merge, keeping the best score
+    np.testing.assert_allclose(merged[0][0], [0.25, 0, 10.25, 10])  # weighted by score
+    np.testing.assert_allclose(merged[0][2], kp + 1)
 
 
 # --------------------------------------------------- bundled embedder, real images
@@ -166,12 +171,3 @@ def test_embed_batch_equals_one_by_one(guard: Guard, benign_images: dict[str, An
 def test_scenes_without_people_have_no_faces(guard: Guard, benign_images: dict[str, Any]) -> None:
     for e in guard.embedder.embed([benign_images["coffee"], benign_images["rocket"]]):
         assert e.faces == ()
-
-
-def test_face_detectors_option_is_validated() -> None:
-    from genguard.embedders.bundled.embedder import BundledEmbedder
-
-    with pytest.raises(ValueError, match="face_detectors"):
-        BundledEmbedder(face_detectors=("mtcnn",))
-    with pytest.raises(ValueError, match="face_detectors"):
-        BundledEmbedder(face_detectors=())

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, ScoreEmbedder, ScoreHead, painted, utkface_sample
+from conftest import EXAMPLES, ScoreEmbedder, ScoreHead, StagedScoreEmbedder, painted, utkface_sample
 from PIL import Image
 
 from genguard import Guard, HeadError, ImageLoadError, Policy, Verdict
@@ -289,9 +289,16 @@ def test_young_children_score_high_and_adults_low(guard: Guard, utkface_dir: Pat
     assert np.median(child_minor) > np.median(adult_minor)
 
 
-# ------------------------------------------------- the default skips the face stage where it cannot matter
-def test_default_guard_skips_minor_only_where_it_cannot_change_the_decision(guard: Guard, benign_images: dict[str, Any]) -> None:
-    fast = Guard(embedder=guard.embedder, head=guard.head)
+# ------------------------------------- both scores by default; the short-circuit is an explicit option
+def test_default_guard_scores_both_axes_of_every_image(guard: Guard, benign_images: dict[str, Any]) -> None:
+    for name, image in benign_images.items():
+        v = guard.classify(image)
+        assert isinstance(v.scores.minor, float) and isinstance(v.scores.sexual, float), name
+        assert "minor_skipped" not in [r.code for r in v.reasons]
+
+
+def test_skip_minor_below_review_keeps_every_decision(guard: Guard, benign_images: dict[str, Any]) -> None:
+    fast = Guard(embedder=guard.embedder, head=guard.head, skip_minor_below_review=True)
     for name, image in benign_images.items():
         full, quick = guard.classify(image), fast.classify(image)
         assert quick.decision == full.decision, name
@@ -302,13 +309,32 @@ def test_default_guard_skips_minor_only_where_it_cannot_change_the_decision(guar
         assert Verdict.from_dict(json.loads(json.dumps(quick.to_dict()))) == quick
 
 
-def test_default_guard_scores_minor_once_sexual_reaches_review(guard: Guard, benign_images: dict[str, Any]) -> None:
+def test_skip_minor_below_review_gives_the_same_decisions_on_injected_scores() -> None:
+    """Every combination of scores, both modes: the same decisions; the face stage runs only where it could matter."""
+    images = [painted(minor, sexual, age=10) for minor in (0.0, 0.3, 0.6, 0.95) for sexual in (0.0, 0.3, 0.45, 0.85, 0.99)]
+    head = ScoreHead()
+    full = Guard(embedder=StagedScoreEmbedder(), head=head).classify_batch(images, batch_size=8)
+    staged = StagedScoreEmbedder()
+    quick = Guard(embedder=staged, head=head, skip_minor_below_review=True).classify_batch(images, batch_size=8)
+    assert [v.decision for v in quick] == [v.decision for v in full]
+    assert {v.decision for v in full} == {"allow", "review", "block"}
+    for q, f in zip(quick, full):
+        assert isinstance(f.scores.minor, float)
+        if f.scores.sexual >= head.policy.review_sexual:
+            assert q.scores.minor == f.scores.minor
+        else:
+            assert q.scores.minor is None and [r.code for r in q.reasons] == ["minor_skipped"]
+    needed = sum(f.scores.sexual >= head.policy.review_sexual for f in full)
+    assert sum(staged.face_calls) == needed < len(images)
+
+
+def test_skip_minor_below_review_scores_minor_once_sexual_reaches_review(guard: Guard, benign_images: dict[str, Any]) -> None:
     from genguard import Policy
 
     # review_sexual 0 makes every frame one where the minor score could matter.
     p = Policy(minor_threshold=0.5, sexual_threshold=0.8, review_minor=0.25, review_sexual=0.0)
-    fast = Guard(embedder=guard.embedder, head=guard.head, policy=p)
-    full = Guard(embedder=guard.embedder, head=guard.head, policy=p, full_scores=True)
+    fast = Guard(embedder=guard.embedder, head=guard.head, policy=p, skip_minor_below_review=True)
+    full = Guard(embedder=guard.embedder, head=guard.head, policy=p)
     v, w = fast.classify(benign_images["astronaut"]), full.classify(benign_images["astronaut"])
     assert v.scores.minor is not None and v.scores.minor == pytest.approx(w.scores.minor, abs=1e-6)
     assert [r.code for r in v.reasons] == [r.code for r in w.reasons]

@@ -13,7 +13,7 @@ PACKAGE = Path(genguard.__file__).parent
 RUNTIME_EXEMPT = ("genguard.learn", "genguard.cli.learn")
 """The learning code itself, and the CLI commands that run it."""
 MAX_LINES = 300
-OVER_LIMIT: dict[str, int] = {"genguard.embedders.bundled.embedder": 420}
+OVER_LIMIT: dict[str, int] = {}
 """Modules still over the limit, with the most lines they may have (shrink, never grow)."""
 
 

@@ -48,12 +48,14 @@ class Guard:
         PDQ hashes to block on sight, whatever the scores.
     max_bytes, max_pixels, max_frames : int
         Loader limits; see :func:`genguard.load_image`.
-    full_scores : bool, default False
-        Score the minor axis of every frame. By default the face stage (face
+    skip_minor_below_review : bool, default False
+        A throughput option. By default every readable frame is scored on both
+        axes (``scores.minor`` is a float). With True, the face stage (face
         finding, alignment, the age network) runs only for frames whose sexual
         score reaches ``policy.review_sexual``: below it the decision is "allow"
-        whatever the minor score, so skipping cannot change any decision. Such
-        verdicts carry ``scores.minor = None`` and the reason ``minor_skipped``.
+        whatever the minor score, so the decisions are the same, but those
+        verdicts carry ``scores.minor = None`` and the reason ``minor_skipped``,
+        and an attempt monitor cannot see their minor scores.
     hash_frames : bool, default False
         PDQ-hash every frame even without a blocklist, so that verdicts carry
         ``pdq`` (an audit log needs it; see :class:`genguard.serving.Screening`).
@@ -87,7 +89,7 @@ class Guard:
         max_bytes: int = MAX_BYTES,
         max_pixels: int = MAX_PIXELS,
         max_frames: int = MAX_FRAMES,
-        full_scores: bool = False,
+        skip_minor_below_review: bool = False,
         hash_frames: bool = False,
         embedder: Embedder | None = None,
         **backbone_options: Any,
@@ -114,7 +116,7 @@ class Guard:
             )
         self.policy: Policy = policy if policy is not None else self.head.policy
         self.batch_size = batch_size
-        self.full_scores = full_scores
+        self.skip_minor_below_review = skip_minor_below_review
         self.pipeline = Pipeline(
             self.embedder,
             self.head,
@@ -122,7 +124,7 @@ class Guard:
             on_error=on_error,
             blocklist=_resolve_blocklist(blocklist),
             hash_frames=hash_frames,
-            skip_minor_below_review=not full_scores,
+            skip_minor_below_review=skip_minor_below_review,
         )
 
     def _resolve_head(self, head: str | os.PathLike[str] | Head | None, device: str) -> Head:

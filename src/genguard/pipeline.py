@@ -38,7 +38,7 @@ from genguard.imageio.loader import LoadedImage, load_image
 from genguard.policy import Policy
 from genguard.verdict import Verdict
 
-__all__ = ["EmbeddingStore", "FaceFilterEmbedder", "Item", "Limits", "Matcher", "Pipeline"]
+__all__ = ["EmbeddingStore", "StagedEmbedder", "Item", "Limits", "Matcher", "Pipeline"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +85,15 @@ class EmbeddingStore(Protocol):
 
 
 @runtime_checkable
-class FaceFilterEmbedder(Protocol):
-    """An embedder whose face stage can be limited to some frames (the bundled backbone)."""
+class StagedEmbedder(Protocol):
+    """An embedder whose whole-frame and face stages run separately (the bundled backbone)."""
 
-    def embed_gated(self, frames: Sequence[RGBArray], face_filter: Callable[[ImageEmbedding], bool]) -> list[ImageEmbedding]:
-        """Like ``embed``, with the face stage run only for frames where ``face_filter(whole-frame embedding)``."""
+    def embed_images(self, frames: Sequence[RGBArray]) -> list[ImageEmbedding]:
+        """The whole-frame stage alone; faces not searched (``faces_searched=False``)."""
+        ...
+
+    def embed_faces(self, frames: Sequence[RGBArray], images: Sequence[ImageEmbedding]) -> list[ImageEmbedding]:
+        """The face stage for frames whose whole-frame embeddings are ``images``."""
         ...
 
 
@@ -97,9 +101,11 @@ class FaceFilterEmbedder(Protocol):
 class Pipeline:
     """The scoring path shared by every front end; built by :class:`~genguard.Guard`.
 
-    ``skip_minor_below_review``: run the face stage only for frames whose sexual
-    score reaches the policy's review threshold (below it no minor score can change
-    the decision); such frames report ``scores.minor = None``.
+    ``skip_minor_below_review`` (a throughput option, off by default): run the face
+    stage only for frames whose sexual score reaches the policy's review threshold
+    (below it no minor score can change the decision); the other frames report
+    ``scores.minor = None`` and the reason ``minor_skipped``. It applies to a
+    face-based head on a :class:`StagedEmbedder`; other backbones always score both axes.
     """
 
     embedder: Embedder
@@ -134,10 +140,16 @@ class Pipeline:
 
     def embed(self, frames: Sequence[RGBArray], policy: Policy) -> list[ImageEmbedding]:
         """Embed frames; with ``skip_minor_below_review`` the face stage runs only where it can matter."""
-        if self.skip_minor_below_review and self.head.metadata.minor_source == "face" and isinstance(self.embedder, FaceFilterEmbedder):
-            head, review = self.head, policy.review_sexual
-            return self.embedder.embed_gated(frames, lambda e: float(head.sexual_scores([e])[0]) >= review)
-        return self.embedder.embed(frames)
+        staged = self.embedder
+        if not (self.skip_minor_below_review and self.head.metadata.minor_source == "face" and isinstance(staged, StagedEmbedder)):
+            return self.embedder.embed(frames)
+        images = staged.embed_images(frames)
+        sexual = self.head.sexual_scores(images)
+        need = [i for i, s in enumerate(sexual) if float(s) >= policy.review_sexual]
+        if need:
+            for i, emb in zip(need, staged.embed_faces([frames[i] for i in need], [images[i] for i in need])):
+                images[i] = emb
+        return images
 
     def score(self, items: Sequence[Item], policy: Policy, batch_size: int) -> list[Verdict]:
         """Verdicts for loaded items, in order; one failing batch is retried image by image."""

@@ -33,9 +33,9 @@ _DECISIONS = ("allow", "review", "block")
 class Scores:
     """Calibrated risk scores in [0, 1]: a person under 18 is shown; the content is sexual.
 
-    ``minor`` is None when it was not scored because it could not change the
-    decision: by default a Guard skips the face stage for a frame whose sexual
-    score is below the review threshold (``Guard(full_scores=True)`` scores every frame).
+    ``minor`` is a float for every scored image by default. It is None only with the
+    throughput option ``Guard(skip_minor_below_review=True)``, for a frame whose sexual
+    score is below the review threshold (where no minor score can change the decision).
     """
 
     minor: float | None
@@ -51,7 +51,8 @@ class Reason:
     ``minor_face``      a face scored as under 18 (``age``, ``score``, ``box``, ``frame``)
     ``face``            a face found and scored as adult (same details)
     ``no_face``         no face found, so the minor score is the head's no-face value
-    ``minor_skipped``   the minor score was not computed: the sexual score alone decides "allow"
+    ``minor_skipped``   only with ``skip_minor_below_review=True``: the minor score was not computed,
+                        since the sexual score alone decides "allow"
     ``sexual_content``  the sexual score and what drove it (``open_nsfw``, ``nudenet``)
     ``both_high``       both scores at or above their block thresholds
     ``review_band``     both scores at or above their review thresholds

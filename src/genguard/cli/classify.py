@@ -37,7 +37,8 @@ def register(sub: Any) -> None:
     c.add_argument("--audit-key-file", default=None, help="file holding the audit log's HMAC key (signs every record)")
     c.add_argument("--audit-key-env", default=None, help="environment variable holding the audit log's HMAC key")
     c.add_argument("--audit-fsync", action="store_true", help="flush every audit record to disk before going on (slower; see docs/evidence.md)")
-    c.add_argument("--full-scores", action="store_true", help="score the minor axis of every image (default: only where the sexual score could make it matter)")
+    c.add_argument("--skip-minor-below-review", action="store_true",
+                   help="throughput option: skip the face stage (minor score shown as -) where the sexual score is below review; decisions are unchanged (default: both scores for every image)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     add_guard_options(c)
 
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if p != "-" and not Path(p).exists():
             raise UsageError(f"no such file or folder: {p}")
     blocklist = _blocklist(args)
-    guard = Guard(args.backbone, on_error=args.on_error, blocklist=blocklist, full_scores=args.full_scores,
+    guard = Guard(args.backbone, on_error=args.on_error, blocklist=blocklist, skip_minor_below_review=args.skip_minor_below_review,
                   hash_frames=bool(args.audit_log), **guard_kwargs(args))
     if args.minor_threshold is not None or args.sexual_threshold is not None:
         base = guard.policy
@@ -136,7 +137,7 @@ def _table_row(label: str, verdict: Any) -> str:
     elif any(r.code == "no_face" for r in verdict.reasons):
         extra.append("no face")
     elif any(r.code == "minor_skipped" for r in verdict.reasons):
-        extra.append("minor not scored: sexual score below review")
+        extra.append("minor skipped: sexual score below review")
     if any(r.code == "hash_match" for r in verdict.reasons):
         extra.append("hash match")
     tail = f"  ({'; '.join(extra)})" if extra else ""

@@ -48,6 +48,7 @@ def register(sub: Any) -> None:
     sc.add_argument("--faces", required=True, help="UTKFace folder to take faces from (its val split)")
     sc.add_argument("--out", required=True, help="folder for the scenes and manifest.csv (keep it outside the repository)")
     sc.add_argument("--n", type=int, default=400, help="number of scenes (default: 400)")
+    sc.add_argument("--hard", action="store_true", help="make every face harder to find: rotated, occluded, blurred, low-contrast, or in a wide-margin portrait")
     sc.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_guard_options(sc)
     sc.set_defaults(func=_scenes)
@@ -84,7 +85,7 @@ def _scenes(args: argparse.Namespace) -> int:
     from genguard.guard import Guard
     from genguard.learn.scenes import build_scenes, face_recall
 
-    manifest = build_scenes(args.faces, args.out, n=args.n, seed=args.seed)
+    manifest = build_scenes(args.faces, args.out, n=args.n, seed=args.seed, hard=args.hard)
     guard = Guard(args.backbone, **guard_kwargs(args))
     result = {"manifest": str(manifest), **face_recall(manifest, guard.embed)}
     print(json.dumps(result, indent=2))

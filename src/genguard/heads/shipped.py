@@ -20,8 +20,8 @@ __all__ = ["SHIPPED", "load_shipped_head", "shipped_head_path", "verify_shipped_
 
 SHIPPED: Final[dict[str, dict[str, str]]] = {
     "bundled": {
-        "bundled.safetensors": "b662de25792bf7ebb988fbcf9f7b73f28b2f4e22cf5cb82feab2dee8b72ab1f0",
-        "bundled.json": "f7335478165afe1815c7270e3d0d37f6b93156a69c0b4585def41b39cc9453ff",
+        "bundled.safetensors": "ecf5d1ff071fb61383bea36ba8cffed73123a21f81ea40ce722926aade4bd1eb",
+        "bundled.json": "5fe4977edf3f65e36671b093100b8bf086d6d802d848a88d43a1f9829c4f3188",
     },
 }
 """Shipped head name -> {file name: sha256}."""

@@ -8,6 +8,12 @@ any pasted face is under 18. It writes the images and a CSV manifest that
 ``genguard eval --data OUT/manifest.csv`` reads; :func:`face_recall` measures
 how many pasted faces the backbone finds.
 
+With ``hard=True`` every pasted face is also made harder to find, one way each
+(:data:`HARD_KINDS`): rotated by up to 30 degrees, a third of it hidden behind a
+flat block, blurred, at a third of its contrast, or, for a fifth of the scenes,
+alone in a smaller frame with wide margins (a loosely cropped portrait, 256-640
+px, the face 30-45% of its side).
+
 The scenes are derived from UTKFace (research-only licence): write them outside
 the repository and never commit them.
 """
@@ -27,12 +33,13 @@ from PIL import Image
 
 from genguard.learn.datasets import Record, load_utkface, split_of
 
-__all__ = ["SCENE_SIZE", "build_scenes", "face_recall"]
+__all__ = ["HARD_KINDS", "SCENE_SIZE", "build_scenes", "face_recall"]
 
 logger = logging.getLogger(__name__)
 
 SCENE_SIZE: Final = 1024
 FACE_SIZES: Final = (48, 256)
+HARD_KINDS: Final = ("rotated", "occluded", "blurred", "low_contrast", "margin")
 _PHOTOS: Final = ("coffee", "chelsea", "rocket", "hubble_deep_field", "coins", "moon", "brick", "grass", "gravel", "colorwheel", "cell", "page")
 
 
@@ -75,11 +82,13 @@ def build_scenes(
     n: int = 400,
     seed: int = 0,
     split: str = "val",
+    hard: bool = False,
 ) -> Path:
     """Write ``n`` scenes and ``OUT/manifest.csv``; returns the manifest path.
 
     Half the scenes hold at least one face under 18; the other half only adults.
-    The same arguments always give the same scenes.
+    With ``hard``, each face is also made harder to find (see the module docstring;
+    the manifest records each face's ``kind``). The same arguments always give the same scenes.
     """
     rng = np.random.default_rng(seed)
     records = [r for r in load_utkface(faces_dir) if split == "all" or split_of(r.path) == split]
@@ -102,21 +111,67 @@ def build_scenes(
                 pool = records if want_minor else adults
                 chosen.append(pool[rng.integers(len(pool))])
             bg = photos[rng.integers(len(photos))] if rng.random() < 0.6 else _synthetic_background(rng)
-            scene, boxes = _paste(bg.copy(), chosen, rng)
+            kinds = [""] * len(chosen)
+            if hard and rng.random() < 0.2:
+                chosen, kinds = chosen[:1], ["margin"]
+                scene, boxes = _portrait(bg, chosen[0], rng)
+            else:
+                if hard:
+                    kinds = [HARD_KINDS[int(rng.integers(len(HARD_KINDS) - 1))] for _ in chosen]
+                scene, boxes = _paste(bg.copy(), chosen, rng, kinds)
             name = f"scene_{i:05d}.jpg"
             Image.fromarray(scene).save(outdir / name, quality=92)
-            faces = [{"box": b, "age": r.age, "px": b[2] - b[0]} for b, r in zip(boxes, chosen)]
+            faces = [{"box": b, "age": r.age, "px": b[2] - b[0], **({"kind": k} if k else {})} for b, r, k in zip(boxes, chosen, kinds)]
             writer.writerow([name, int(any(r.minor for r in chosen)), 0, len(chosen), json.dumps(faces)])
     logger.info("wrote %d scenes to %s", n, outdir)
     return manifest
 
 
-def _paste(scene: np.ndarray, faces: Sequence[Record], rng: np.random.Generator) -> tuple[np.ndarray, list[list[int]]]:
+def _harden(chip: Image.Image, kind: str, rng: np.random.Generator) -> Image.Image:
+    """One face chip made harder to find, the ``kind`` way (an empty kind leaves it as it is)."""
+    from PIL import ImageFilter
+
+    if kind == "rotated":  # the corners it uncovers keep the chip's own mean colour
+        fill = tuple(int(c) for c in np.asarray(chip).reshape(-1, 3).mean(axis=0))
+        return chip.rotate(float(rng.uniform(12, 30)) * (1 if rng.random() < 0.5 else -1), resample=Image.Resampling.BILINEAR, fillcolor=fill)
+    if kind == "occluded":  # a flat block over a third of the face: its top, bottom, left or right
+        arr = np.asarray(chip).copy()
+        s = arr.shape[0]
+        cut = s // 3
+        colour = rng.integers(0, 256, 3)
+        side = int(rng.integers(4))
+        region = [np.s_[: cut + s // 10, :], np.s_[s - cut :, :], np.s_[:, : cut], np.s_[:, s - cut :]][side]
+        arr[region] = colour
+        return Image.fromarray(arr)
+    if kind == "blurred":
+        return chip.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(1.0, 2.5)) * chip.width / 100))
+    if kind == "low_contrast":
+        arr = np.asarray(chip).astype(np.float32)
+        return Image.fromarray(np.clip(arr.mean() + (arr - arr.mean()) * float(rng.uniform(0.25, 0.4)), 0, 255).astype(np.uint8))
+    return chip
+
+
+def _portrait(background: np.ndarray, r: Record, rng: np.random.Generator) -> tuple[np.ndarray, list[list[int]]]:
+    """One face in a smaller frame with wide margins, cut from ``background``; returns it and the face chip's box."""
+    side = int(rng.integers(256, 641))
+    size = int(side * rng.uniform(0.3, 0.45))
+    x0, y0 = (int(v) for v in rng.integers(0, SCENE_SIZE - side, 2))
+    frame = background[y0 : y0 + side, x0 : x0 + side].copy()
+    chip = np.asarray(Image.open(r.path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+    x, y = (int(v) for v in rng.integers(0, side - size, 2))
+    frame[y : y + size, x : x + size] = chip
+    return frame, [[x, y, x + size, y + size]]
+
+
+def _paste(
+    scene: np.ndarray, faces: Sequence[Record], rng: np.random.Generator, kinds: Sequence[str] = ()
+) -> tuple[np.ndarray, list[list[int]]]:
     """Paste faces without overlap (best effort); returns the scene and each face chip's box."""
     boxes: list[list[int]] = []
-    for r in faces:
+    for k, r in enumerate(faces):
         size = int(rng.integers(FACE_SIZES[0], FACE_SIZES[1] + 1))
-        chip = np.asarray(Image.open(r.path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+        face = Image.open(r.path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        chip = np.asarray(_harden(face, kinds[k], rng) if kinds else face)
         for _ in range(50):
             x, y = int(rng.integers(0, SCENE_SIZE - size)), int(rng.integers(0, SCENE_SIZE - size))
             if all(x + size <= b[0] or b[2] <= x or y + size <= b[1] or b[3] <= y for b in boxes):
@@ -132,10 +187,12 @@ def face_recall(
     """Fraction of pasted faces found: a found box whose centre lies in a pasted chip counts as a hit.
 
     ``embed`` maps an image path to its :class:`~genguard.embedders.ImageEmbedding` list (e.g. ``guard.embed``).
-    Returns overall recall and recall by pasted size (48-95, 96-159, 160-256 px).
+    Returns overall recall, recall by pasted size (48-95, 96-159, 160-256 px; a "margin" portrait's face
+    counts by its size too), and for hard scenes recall by kind.
     """
     manifest = Path(manifest)
     hits: dict[str, list[int]] = {"48-95": [], "96-159": [], "160-256": []}
+    by_kind: dict[str, list[int]] = {}
     with manifest.open(newline="") as fh:
         rows = list(csv.DictReader(fh))[:limit]
     for row in rows:
@@ -145,10 +202,13 @@ def face_recall(
             hit = any(x0 <= (b[0] + b[2]) / 2 <= x1 and y0 <= (b[1] + b[3]) / 2 <= y1 for b in found)
             band = "48-95" if face["px"] < 96 else "96-159" if face["px"] < 160 else "160-256"
             hits[band].append(int(hit))
+            if "kind" in face:
+                by_kind.setdefault(face["kind"], []).append(int(hit))
     every = [h for v in hits.values() for h in v]
     return {
         "scenes": len(rows),
         "faces": len(every),
         "face_recall": float(np.mean(every)) if every else None,
         "face_recall_by_size": {k: (float(np.mean(v)) if v else None) for k, v in hits.items()},
+        **({"face_recall_by_kind": {k: float(np.mean(by_kind[k])) for k in HARD_KINDS if k in by_kind}} if by_kind else {}),
     }

