@@ -93,13 +93,14 @@ class MicroBatcher(Generic[T, R]):
         return self._pending
 
     def start(self) -> None:
-        """Start the worker threads (idempotent)."""
-        if self._threads:
-            return
-        for i in range(self.workers):
-            t = threading.Thread(target=self._run, name=f"genguard-batch-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        """Start the worker threads (idempotent; :meth:`submit` starts them when needed)."""
+        with self._lock:
+            if self._threads:
+                return
+            for i in range(self.workers):
+                t = threading.Thread(target=self._run, name=f"genguard-batch-{i}", daemon=True)
+                t.start()
+                self._threads.append(t)
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Let queued items finish, then stop the workers."""
@@ -118,6 +119,8 @@ class MicroBatcher(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """Queue ``item`` and wait for its result; raises :class:`Busy` when the batcher is full."""
+        if not self._threads:
+            self.start()
         with self._lock:
             if self._pending >= self.max_queue:
                 raise Busy(f"{self.max_queue} requests are already queued or running")

@@ -117,7 +117,10 @@ def add_classify_routes(app: FastAPI, state: _State, auth: Authorizer) -> None:
         except MonitorError as exc:
             logger.error("request %s: monitor unavailable after the audit record: %s", request_id(request), exc)
             raise ApiError(503, "monitor_unavailable", _MONITOR_DOWN, {"Retry-After": "5"}) from None
-        return None if screened.escalation is None else screened.escalation.to_dict()
+        if screened.escalation is None:
+            return None
+        state.metrics.escalations.labels(screened.escalation.level).inc()
+        return dict(screened.escalation.to_dict())
 
     async def score(screening: Any, data: bytes) -> Any:
         try:

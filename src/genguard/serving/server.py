@@ -86,7 +86,6 @@ class _State:
         self.batcher = MicroBatcher(screening.classify_batch, max_batch=s.max_batch, max_wait_s=s.batch_wait_ms / 1000,
                                     max_queue=s.max_concurrency, workers=s.batch_workers,
                                     on_batch=self.metrics.batch_size.observe)
-        self.batcher.start()
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth if self.batcher is not None else 0)
         self.screening = screening
 
