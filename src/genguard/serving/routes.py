@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from genguard.errors import AuditError, ImageLoadError, MonitorError
-from genguard.serving._http import ApiError, ClientGone, error_response, read_body, request_id
+from genguard.serving._http import ApiError, ClientGone, read_body, request_id
 from genguard.serving.batching import Busy
 from genguard.serving.enforcement import SubjectRequiredError, SubjectThrottledError
 from genguard.serving.keys import ApiKey
@@ -31,7 +31,7 @@ from genguard.serving.schema import (BATCH_BODY, ERROR_RESPONSES, REQUEST_BODY, 
 if TYPE_CHECKING:
     from genguard.serving.auth import Authorizer
     from genguard.serving.screening import Screening
-    from genguard.serving.server import _State
+    from genguard.serving._state import ServiceState
     from genguard.verdict import Verdict
 
 __all__ = ["SUBJECT_HEADERS", "add_classify_routes"]
@@ -72,7 +72,7 @@ class _Who:
         return ids
 
 
-def add_classify_routes(app: FastAPI, state: _State, auth: Authorizer) -> None:
+def add_classify_routes(app: FastAPI, state: ServiceState, auth: Authorizer) -> None:
     """Add the two classification routes to ``app``."""
 
     async def admit(request: Request, who: _Who, key: ApiKey | None, images: int) -> Any:
@@ -203,7 +203,7 @@ def add_classify_routes(app: FastAPI, state: _State, auth: Authorizer) -> None:
 _MONITOR_DOWN: Final = "the attempt monitor is unavailable, so the request was refused (fail closed)"
 
 
-async def _body(request: Request, state: _State) -> bytes:
+async def _body(request: Request, state: ServiceState) -> bytes:
     try:
         return await read_body(request, state.settings.max_body, state.settings.body_timeout_s, state.budget)
     except ClientGone:

@@ -51,15 +51,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genguard.guard import Guard
-from genguard.serving._http import ApiError, BodyBudget, ObserveMiddleware, error_response, phrase
+from genguard.serving._http import ApiError, ObserveMiddleware, error_response, phrase
+from genguard.serving._state import ServiceState
 from genguard.serving.auth import Authorizer
-from genguard.serving.batching import MicroBatcher
 from genguard.serving.metrics import ServiceMetrics
 from genguard.serving.ratelimit import RateLimiter
 from genguard.serving.routes import SUBJECT_HEADERS, add_classify_routes
 from genguard.serving.schema import ERROR_RESPONSES, HealthResponse, ReadyResponse
-from genguard.serving.screening import Screening
 from genguard.serving.runner import serve
+from genguard.serving.screening import Screening
 from genguard.serving.settings import ServiceSettings
 
 __all__ = ["SUBJECT_HEADERS", "ServiceSettings", "create_app", "resolve_audit", "resolve_monitor", "serve"]
@@ -68,26 +68,6 @@ logger = logging.getLogger("genguard.serving")
 
 _ROUTES: Final = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/v1/classify",
                             "/v1/classify/batch"})
-
-
-class _State:
-    """What the app's routes share: the screening once loaded, the batcher, limits and metrics."""
-
-    def __init__(self, settings: ServiceSettings, metrics: ServiceMetrics) -> None:
-        self.settings, self.metrics = settings, metrics
-        self.screening: Screening | None = None
-        self.load_error: str | None = None
-        self.budget = BodyBudget(settings.budget)
-        self.batcher: MicroBatcher[bytes, Any] | None = None
-        self.limiter: RateLimiter | None = None
-
-    def ready(self, screening: Screening) -> None:
-        s = self.settings
-        self.batcher = MicroBatcher(screening.classify_batch, max_batch=s.max_batch, max_wait_s=s.batch_wait_ms / 1000,
-                                    max_queue=s.max_concurrency, workers=s.batch_workers,
-                                    on_batch=self.metrics.batch_size.observe)
-        self.metrics.queue_depth.set_function(lambda: self.batcher.depth if self.batcher is not None else 0)
-        self.screening = screening
 
 
 def create_app(
@@ -128,7 +108,7 @@ def create_app(
 
     settings = ServiceSettings.build(settings, **options)
     metrics = ServiceMetrics()
-    state = _State(settings, metrics)
+    state = ServiceState(settings, metrics)
     auth = Authorizer(keys, docs=settings.docs)
     rates = {k: r for k, r in (("key", settings.rate_per_key), ("subject", settings.rate_per_subject)) if r}
     state.limiter = RateLimiter(rates, redis=settings.rate_redis) if rates else None
@@ -208,7 +188,7 @@ def _error_handlers(app: FastAPI) -> None:
 
 
 # ------------------------------------------------------------------------ meta routes
-def _meta_routes(app: FastAPI, state: _State, auth: Authorizer) -> None:
+def _meta_routes(app: FastAPI, state: ServiceState, auth: Authorizer) -> None:
     @app.get("/healthz", response_model=HealthResponse, summary="Liveness")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
