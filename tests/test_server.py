@@ -28,6 +28,7 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 from conftest import ScoreEmbedder, ScoreHead, painted  # noqa: E402
+from conftest_redis import redis_url  # noqa: E402, F401  (a fixture)
 from live_server import free_port, live_server, png  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -152,6 +153,42 @@ def test_genguard_serve_cli_with_keys_runs_the_service(tmp_path: Path) -> None:
     assert anonymous.status_code == 401
     assert r.status_code == 200 and r.json()["verdict"]["error"] is None and "scores" not in r.json()["verdict"]
     assert (tmp_path / "audit.jsonl").read_text().count("\n") == 1
+
+
+@pytest.mark.slow
+def test_several_workers_share_one_redis_monitor(tmp_path: Path, redis_url: str) -> None:  # noqa: F811
+    """``genguard serve --workers 2`` with a Redis monitor: both worker processes count into one store."""
+    import psutil
+
+    from genguard.defences.monitor import AttemptMonitor
+
+    port = free_port()
+    prefix_subject = f"w-{time.time_ns()}"
+    cmd = [sys.executable, "-m", "genguard.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+           "--threads", "1", "--monitor", redis_url, "--audit-log", str(tmp_path / "audit.jsonl")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline, ready = time.monotonic() + 240, 0
+        while ready < 6 and time.monotonic() < deadline and proc.poll() is None:  # both workers, most likely
+            try:
+                ready += httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        workers = len(psutil.Process(proc.pid).children(recursive=True))
+        image = png(photo("coffee", 64))
+        codes = []
+        for _ in range(6):  # a new connection each time: the kernel spreads them over the workers
+            codes.append(httpx.post(f"{url}/v1/classify", content=image, timeout=120,
+                                    headers={**IMG, "X-Genguard-Subject": prefix_subject}).status_code)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert workers >= 2 and codes == [200] * 6
+    with AttemptMonitor(redis_url) as monitor:
+        assert monitor.status(prefix_subject).counts[0].requests == 6
+    assert (tmp_path / "audit.jsonl").read_text().count("\n") == 6
 
 
 # ------------------------------------------------------------------ limits

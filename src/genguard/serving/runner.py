@@ -21,6 +21,7 @@ __all__ = ["app_from_env", "is_loopback", "log_config", "serve", "serve_app"]
 logger = logging.getLogger("genguard.serving")
 
 _ENV: Final = "GENGUARD_SERVE_CONFIG"
+_HEALTHCHECK_S: Final = 120
 
 
 def is_loopback(host: str) -> bool:
@@ -148,8 +149,9 @@ def serve(
             raise ValueError(f"the key file {os.fspath(keys)!r} holds no keys; create one with `genguard keys create`")
     os.environ[_ENV] = json.dumps(config)
     if workers > 1:
+        # Loading the models keeps a worker's event loop busy for a while: give the health check time.
         serve_app("genguard.serving.runner:app_from_env", host=host, port=port, graceful_s=graceful_s,
-                  log_level=log_level, factory=True, workers=workers)
+                  log_level=log_level, factory=True, workers=workers, timeout_worker_healthcheck=_HEALTHCHECK_S)
     else:
         serve_app(app_from_env(), host=host, port=port, graceful_s=graceful_s, log_level=log_level)
 
