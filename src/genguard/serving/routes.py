@@ -25,6 +25,7 @@ from genguard.serving.batching import Busy
 from genguard.serving.enforcement import SubjectRequiredError, SubjectThrottledError
 from genguard.serving.keys import ApiKey
 from genguard.serving.ratelimit import RateLimitError
+from genguard.serving.redact import redact
 from genguard.serving.schema import (BATCH_BODY, ERROR_RESPONSES, REQUEST_BODY, BatchResponse, ClassifyResponse,
                                      public_escalation, public_verdict)
 
@@ -81,7 +82,7 @@ def add_classify_routes(app: FastAPI, state: ServiceState, auth: Authorizer) -> 
             try:
                 wait = await run_in_threadpool(state.limiter.hit, who.rate_identities(key), images)
             except RateLimitError as exc:
-                logger.error("request %s: %s", request_id(request), exc)
+                logger.error("request %s: %s", request_id(request), redact(str(exc)))
                 raise ApiError(503, "rate_limit_unavailable", "the rate-limit store is unavailable, so the request "
                                "was refused (fail closed)", {"Retry-After": "5"}) from None
             if wait is not None:
@@ -102,7 +103,7 @@ def add_classify_routes(app: FastAPI, state: ServiceState, auth: Authorizer) -> 
             raise ApiError(429, "subject_throttled", "this subject is throttled; retry later",
                            {"Retry-After": str(exc.retry_after_s)}) from None
         except MonitorError as exc:
-            logger.error("request %s: monitor unavailable: %s", request_id(request), exc)
+            logger.error("request %s: monitor unavailable: %s", request_id(request), redact(str(exc)))
             raise ApiError(503, "monitor_unavailable", _MONITOR_DOWN, {"Retry-After": "5"}) from None
 
     async def settle(request: Request, screening: Screening, verdict: Verdict, who: _Who) -> dict[str, Any] | None:
@@ -111,11 +112,12 @@ def add_classify_routes(app: FastAPI, state: ServiceState, auth: Authorizer) -> 
             screened = await run_in_threadpool(lambda: screening.record(
                 verdict, subject=who.subject, subjects=who.subjects, source=f"request:{request_id(request)}"))
         except AuditError as exc:
-            logger.error("request %s: audit record failed: %s", request_id(request), exc)
+            logger.error("request %s: audit record failed: %s", request_id(request), redact(str(exc)))
             raise ApiError(500, "record_failed", f"the verdict could not be recorded; quote request id "
                            f"{request_id(request)}") from None
         except MonitorError as exc:
-            logger.error("request %s: monitor unavailable after the audit record: %s", request_id(request), exc)
+            logger.error("request %s: monitor unavailable after the audit record: %s", request_id(request),
+                         redact(str(exc)))
             raise ApiError(503, "monitor_unavailable", _MONITOR_DOWN, {"Retry-After": "5"}) from None
         if screened.escalation is None:
             return None
