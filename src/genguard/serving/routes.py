@@ -60,8 +60,7 @@ class _Who:
     """The request's identities, namespaced by the key: one plain subject and/or a mapping."""
 
     def __init__(self, key: ApiKey | None, auth: Authorizer, headers: dict[str, str | None]) -> None:
-        self.sent = {k: v for k, v in headers.items() if v is not None}
-        named = {k: auth.namespace(key, v) for k, v in self.sent.items()}
+        named = {k: auth.namespace(key, v) for k, v in headers.items() if v is not None}
         self.subject = named.pop("subject", None)
         self.subjects = named or None
 
@@ -124,9 +123,10 @@ def add_classify_routes(app: FastAPI, state: ServiceState, auth: Authorizer) -> 
         state.metrics.escalations.labels(screened.escalation.level).inc()
         return dict(screened.escalation.to_dict())
 
-    async def score(screening: Any, data: bytes) -> Any:
+    async def score(data: bytes) -> Verdict:
         try:
-            return await state.batcher.submit(data)  # type: ignore[union-attr]
+            verdict: Verdict = await state.batcher.submit(data)  # type: ignore[union-attr]
+            return verdict
         except ImageLoadError:  # only a Guard built with on_error="raise"
             raise ApiError(422, "unreadable_image", "the image could not be read") from None
         except Busy:
@@ -158,7 +158,7 @@ def add_classify_routes(app: FastAPI, state: ServiceState, auth: Authorizer) -> 
             raise ApiError(400, "empty_body", "no image bytes were sent; send the image as the body or as the "
                            "multipart field 'file'")
         locked = await enforce(request, screening, who)
-        verdict = locked if locked is not None else await score(screening, data)
+        verdict = locked if locked is not None else await score(data)
         escalation = await settle(request, screening, verdict, who)
         body_out = {"request_id": request_id(request), **answer(request, key, verdict, data),
                     "escalation": public_escalation(escalation, auth.may(key, "scores"))}
@@ -188,7 +188,7 @@ def add_classify_routes(app: FastAPI, state: ServiceState, auth: Authorizer) -> 
         if locked is not None:
             verdicts = [locked] * len(images)
         else:
-            verdicts = list(await asyncio.gather(*(score(screening, d) for d in images)))
+            verdicts = list(await asyncio.gather(*(score(d) for d in images)))
         escalation = None
         for verdict, data in zip(verdicts, images):
             escalation = await settle(request, screening, verdict, who) or escalation
