@@ -88,11 +88,12 @@ def test_escalation_levels_and_sliding_windows(make_monitor) -> None:
     assert mon.record("bob", BLOCK).level == "warn"
     mon.record("bob", BLOCK)
     esc = mon.record("bob", BLOCK)
-    assert esc.level == "throttle" and esc.rule == EscalationRule("throttle", 3600, blocked=3, near_misses=10)
+    assert esc.level == "throttle" and esc.rule == MonitorSettings().rules[1]
     assert esc.counts[0].blocked == 3 and esc.counts[0].window_s == 3600.0
-    clock.now += 3601  # the hour window slides past them; the day window still holds them
+    clock.now += 3601  # the hour window slides past them; the day and week windows still hold them
     esc = mon.status("bob")
-    assert esc.level == "ok" and [(c.window_s, c.blocked) for c in esc.counts] == [(3600.0, 0), (86400.0, 3)]
+    assert esc.level == "ok"
+    assert [(c.window_s, c.blocked) for c in esc.counts] == [(3600.0, 0), (86400.0, 3), (7 * 86400.0, 3)]
     mon.record("bob", BLOCK)
     assert mon.record("bob", BLOCK).level == "lock"
     clock.now += 86400
@@ -115,8 +116,9 @@ def test_custom_settings_and_to_dict(make_monitor) -> None:
         "level": "lock",
         "subject": "erin",
         "event": "blocked",
-        "counts": [{"window_s": 60.0, "blocked": 2, "near_misses": 0}],
-        "rule": {"level": "lock", "window_s": 60, "blocked": 2, "near_misses": None},
+        "counts": [{"window_s": 60.0, "blocked": 2, "near_misses": 0, "probes": 0, "requests": 0}],
+        "rule": {"level": "lock", "window_s": 60, "blocked": 2, "near_misses": None, "probes": None,
+                 "requests": None},
     }
 
 

@@ -21,6 +21,7 @@ ReasonCode: TypeAlias = Literal[
     "hash_match",
     "load_error",
     "frames",
+    "subject_locked",
 ]
 """Every reason code a verdict can carry; :class:`Reason` documents each one."""
 
@@ -59,6 +60,8 @@ class Reason:
     ``hash_match``      the image matched a listed PDQ hash (``distance``, ``bank``, ``label``, ``variant``)
     ``load_error``      the image could not be read; see ``Verdict.error``
     ``frames``          an animation: how many frames were scored and which decided
+    ``subject_locked``  not scored: the subject is locked by the attempt monitor (``level``); see
+                        :class:`genguard.serving.screening.Screening`
     """
 
     code: ReasonCode

@@ -1,281 +1,224 @@
-"""The HTTP service: ``POST /v1/classify`` and ``GET /healthz`` over FastAPI and uvicorn.
+"""The HTTP service over FastAPI: who may call it, what it enforces, and how it answers.
 
-``genguard serve`` runs it; :func:`create_app` builds the same app around a
-ready :class:`~genguard.Guard` (for tests, or to mount it in a larger app).
+``genguard serve`` runs it (see :mod:`genguard.serving.runner`); :func:`create_app` builds the
+same app around a screening (for tests, or to mount it in a larger app).
 
 Protocol
 --------
-``POST /v1/classify``
-    The body is the image: raw bytes (``image/*`` or ``application/octet-stream``)
-    or ``multipart/form-data`` with the image in the field ``file``. The optional
-    header ``X-Genguard-Subject`` names who asked for the image; with a monitor
-    configured, the response then carries the subject's escalation state.
-    An unreadable image is *not* a protocol error: it gets a normal verdict with
-    ``error`` set and the Guard's ``on_error`` decision (``block`` by default).
-``GET /healthz``
-    Liveness, the backbone, head and policy in use, and the limits.
+Every route but ``GET /healthz`` needs ``Authorization: Bearer KEY`` when the app has a key
+store (401 otherwise; 403 for a key without the route's permission).
 
-Every error is JSON, ``{"error": CODE, "message": TEXT}``: 400 for an empty body, 413 for a body over
-``max_body`` (checked from ``Content-Length`` and again while reading, so an
-oversized upload is cut off, never buffered whole), 415 for a content type that
-is not an image, 422 for a malformed request, 503 with ``Retry-After`` while
-``max_concurrency`` requests are already being classified.
+``POST /v1/classify``
+    The body is the image: raw bytes (``image/*`` or ``application/octet-stream``) or
+    ``multipart/form-data`` with the image in the field ``file``. Who asked for it goes in
+    ``X-Genguard-Subject`` and/or ``X-Genguard-Account``, ``X-Genguard-IP``,
+    ``X-Genguard-Device`` (set by the trusted caller; namespaced by the key's name). With a
+    monitor a subject is required (400), a throttled subject gets 429 with ``Retry-After`` and a
+    locked one 403 with a blocking verdict (reason ``subject_locked``). An unreadable image is
+    *not* a protocol error: it gets a normal verdict with ``error`` set, blocked by default.
+``POST /v1/classify/batch``
+    ``multipart/form-data`` with up to ``max_batch_images`` ``file`` parts; one result each.
+``GET /healthz``
+    Liveness only. ``GET /readyz``: 200 once the models are loaded, 503 before.
+``GET /metrics``
+    Prometheus text format (``metrics`` permission).
+``GET /openapi.json``, ``GET /docs``
+    Only for keys with the ``docs`` permission (the schema), or for anyone with ``docs=True``.
+
+Every error is JSON, ``{"error": CODE, "message": TEXT, "request_id": ID}``; an internal error
+tells the client only its request id, and the log holds the detail (with credentials masked).
 
 Examples
 --------
->>> from genguard import Guard                  # doctest: +SKIP
->>> from genguard.serving.server import create_app      # doctest: +SKIP
->>> app = create_app(Guard(), max_concurrency=2)  # doctest: +SKIP
+>>> from genguard import Guard                                   # doctest: +SKIP
+>>> from genguard.serving.server import create_app               # doctest: +SKIP
+>>> app = create_app(Guard(), keys="keys.json", max_batch=8)      # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Final
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from genguard.serving.schema import ERROR_RESPONSES, REQUEST_BODY, ClassifyResponse, ErrorResponse, HealthResponse
-from genguard.errors import GenguardError, ImageLoadError
-from genguard.serving.screening import AttemptCounter, AuditSink, Screening
+from genguard.guard import Guard
+from genguard.serving._http import ApiError, ObserveMiddleware, error_response, phrase
+from genguard.serving._state import ServiceState
+from genguard.serving.auth import Authorizer
+from genguard.serving.metrics import ServiceMetrics
+from genguard.serving.ratelimit import RateLimiter
+from genguard.serving.routes import SUBJECT_HEADERS, add_classify_routes
+from genguard.serving.schema import ERROR_RESPONSES, HealthResponse, ReadyResponse
+from genguard.serving.runner import serve
+from genguard.serving.screening import Screening
+from genguard.serving.settings import ServiceSettings
 
-if TYPE_CHECKING:
-    from genguard.guard import Guard
+__all__ = ["SUBJECT_HEADERS", "ServiceSettings", "create_app", "resolve_audit", "resolve_monitor", "serve"]
 
-__all__ = ["ClassifyResponse", "ErrorResponse", "HealthResponse", "create_app", "serve"]
+logger = logging.getLogger("genguard.serving")
 
-logger = logging.getLogger(__name__)
-
-MAX_BODY: Final = 20 * 1024 * 1024
-"""Default request body limit (20 MiB), the same as ``genguard serve --max-body``."""
-
-MAX_CONCURRENCY: Final = 4
-"""Default number of requests classified at once; the next one gets 503."""
-
-SUBJECT_HEADER: Final = "X-Genguard-Subject"
-_RETRY_AFTER_S: Final = "1"
-
-
-class _ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
+_ROUTES: Final = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/v1/classify",
+                            "/v1/classify/batch"})
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
-           detail: list[dict[str, Any]] | None = None) -> JSONResponse:
-    body = ErrorResponse(error=code, message=message, detail=detail).model_dump(exclude_none=True)
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-# ------------------------------------------------------------------------ the app
 def create_app(
-    guard: Guard,
+    screening: Screening | Guard | Callable[[], Screening | Guard],
     *,
-    max_body: int = MAX_BODY,
-    max_concurrency: int = MAX_CONCURRENCY,
-    monitor: AttemptCounter | str | os.PathLike[str] | None = None,
-    audit_log: AuditSink | str | os.PathLike[str] | None = None,
+    keys: Any = None,
+    monitor: Any = None,
+    audit_log: Any = None,
+    enforcement: Any = None,
+    settings: ServiceSettings | None = None,
+    **options: Any,
 ) -> FastAPI:
-    """Build the FastAPI app around a ready Guard.
+    """Build the FastAPI app around a screening.
 
     Parameters
     ----------
-    guard : Guard
-        Shared by all requests (a Guard is thread-safe); inference runs in a thread pool.
-    max_body : int, default 20 MiB
-        Largest request body in bytes; larger ones get 413 without being buffered.
-    max_concurrency : int, default 4
-        Requests classified at once; a request beyond that gets 503 with ``Retry-After``.
-    monitor : path, AttemptMonitor or None, default None
-        Attempt monitor (a SQLite path or Redis URL, or any thread-safe object with
-        ``record(subject, verdict, policy=)``).
-        Requests with an ``X-Genguard-Subject`` header are recorded and get its escalation.
-    audit_log : path, AuditLog or None, default None
-        Audit log (a path, or any thread-safe object with ``record(verdict, subject=, image=, guard=)``).
+    screening : Screening, Guard or callable
+        What screens the images; a Guard is wrapped in a Screening with ``monitor``,
+        ``audit_log`` and ``enforcement``. A callable is called in a thread at startup (the
+        models load while ``/healthz`` already answers; ``/readyz`` says when they are ready).
+    keys : KeyStore, path or None, default None
+        The API keys. None: no authentication (then serve on loopback only, as ``genguard
+        serve`` insists).
+    monitor, audit_log : path, URL, object or None
+        The attempt monitor (SQLite file, Redis URL or AttemptMonitor) and the audit log (path or
+        AuditLog) of the Screening built when ``screening`` is a Guard (which then needs
+        ``hash_frames=True`` for an audit log).
+    enforcement : Enforcement or None
+        Likewise; None takes ``Enforcement()``.
+    settings : ServiceSettings, optional
+        Limits, batching, rate limits and disclosure; ``**options`` override its fields.
 
     Returns
     -------
     fastapi.FastAPI
-
-    Examples
-    --------
-    >>> app = create_app(guard, max_body=1 << 20)   # doctest: +SKIP
-    >>> import uvicorn; uvicorn.run(app, port=8000)  # doctest: +SKIP
     """
-    if max_body < 1 or max_concurrency < 1:
-        raise ValueError(f"max_body and max_concurrency must be at least 1, got {max_body} and {max_concurrency}")
     from genguard import __version__
 
-    monitor_obj = _resolve(monitor, "defences.monitor", "AttemptMonitor")
-    audit_obj = _resolve(audit_log, "defences.audit", "AuditLog")
-    screening = Screening(guard, monitor=monitor_obj, audit=audit_obj)
-    state = {"in_flight": 0}
-    app = FastAPI(title="genguard", version=__version__,
-                  description="Screen AI-generated images: minor and sexual risk scores, and a block gate.")
+    settings = ServiceSettings.build(settings, **options)
+    metrics = ServiceMetrics()
+    state = ServiceState(settings, metrics)
+    auth = Authorizer(keys, docs=settings.docs)
+    rates = {k: r for k, r in (("key", settings.rate_per_key), ("subject", settings.rate_per_subject)) if r}
+    state.limiter = RateLimiter(rates, redis=settings.rate_redis) if rates else None
 
-    @app.exception_handler(_ApiError)
-    async def _api_error(request: Request, exc: _ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message, exc.headers)
+    def build() -> Screening:
+        made = screening() if not isinstance(screening, (Screening, Guard)) else screening
+        if isinstance(made, Guard):
+            made = Screening(made, monitor=resolve_monitor(monitor), audit=resolve_audit(audit_log),
+                             enforcement=enforcement)
+        if not isinstance(made, Screening):
+            raise TypeError(f"create_app needs a Screening, a Guard or a callable returning one, got {type(made).__name__}")
+        return made
+
+    def load() -> None:
+        try:
+            state.ready(build())
+            logger.info("models loaded; ready")
+        except Exception as exc:
+            state.load_error = type(exc).__name__
+            logger.exception("could not load the screening")
+
+    if isinstance(screening, (Screening, Guard)):
+        state.ready(build())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state.screening is None and state.load_error is None:
+            threading.Thread(target=load, name="genguard-load", daemon=True).start()
+        yield
+        if state.batcher is not None:  # uvicorn lets in-flight requests finish before this runs
+            await run_in_threadpool(state.batcher.stop)
+        if state.limiter is not None:
+            state.limiter.close()
+
+    app = FastAPI(title="genguard", version=__version__, lifespan=lifespan, openapi_url=None, docs_url=None,
+                  redoc_url=None, description="Screen AI-generated images: a block gate on minor and sexual risk.")
+    app.add_middleware(ObserveMiddleware, observe=metrics.observe, routes=_ROUTES)
+    _error_handlers(app)
+    _meta_routes(app, state, auth)
+    add_classify_routes(app, state, auth)
+    return app
+
+
+# ------------------------------------------------------------------------------ errors
+def resolve_monitor(monitor: Any) -> Any:
+    """An attempt monitor from a SQLite path or Redis URL; objects and None pass through."""
+    if monitor is None or hasattr(monitor, "record"):
+        return monitor
+    from genguard.defences.monitor import AttemptMonitor
+
+    return AttemptMonitor(os.fspath(monitor))
+
+
+def resolve_audit(audit_log: Any) -> Any:
+    """An audit log from a path; objects and None pass through."""
+    if audit_log is None or hasattr(audit_log, "record"):
+        return audit_log
+    from genguard.defences.audit import AuditLog
+
+    return AuditLog(os.fspath(audit_log))
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(request, exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _phrase(exc.status_code)
-        return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+        return error_response(request, exc.status_code, phrase(exc.status_code), str(exc.detail),
+                              getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
-        return _error(422, "invalid_request", "the request is invalid; see detail", detail=detail)
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error in %s %s", request.method, request.url.path)
-        return _error(500, "internal_error", f"{type(exc).__name__} while handling the request")
-
-    @app.get("/healthz", response_model=HealthResponse, summary="Liveness and configuration")
-    async def healthz() -> HealthResponse:
-        return HealthResponse(status="ok", backbone=guard.embedder.name, head=guard.head.identifier,
-                              policy=guard.policy.to_dict(), max_body=max_body, max_concurrency=max_concurrency,
-                              in_flight=state["in_flight"], monitor=monitor_obj is not None,
-                              audit_log=audit_obj is not None)
-
-    def classify_sync(data: bytes, subject: str | None) -> dict[str, Any]:
-        try:
-            verdict = guard.classify(data)
-        except ImageLoadError as exc:  # only a Guard built with on_error="raise"
-            raise _ApiError(422, "unreadable_image", str(exc)) from exc
-        try:  # audit first, then the monitor; a failure to record must not pass silently
-            screened = screening.record(verdict, subject=subject)
-        except GenguardError as exc:
-            logger.error("could not record the verdict: %s", exc)
-            raise _ApiError(500, "record_failed", f"the verdict could not be recorded: {exc}") from exc
-        escalation = None if screened.escalation is None else screened.escalation.to_dict()
-        return {"verdict": verdict.to_dict(), "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
-                "subject": subject, "escalation": escalation}
-
-    @app.post("/v1/classify", response_model=ClassifyResponse, responses=ERROR_RESPONSES,
-              openapi_extra={"requestBody": REQUEST_BODY}, summary="Screen one image")
-    async def classify(
-        request: Request,
-        subject: str | None = Header(None, alias=SUBJECT_HEADER, min_length=1, max_length=256,
-                                     description="Who asked for the image; used by the attempt monitor."),
-    ) -> dict[str, Any]:
-        media = request.headers.get("content-type", "application/octet-stream").split(";")[0].strip().lower()
-        multipart = media == "multipart/form-data"
-        if not (multipart or media.startswith("image/") or media == "application/octet-stream"):
-            raise _ApiError(415, "unsupported_media_type",
-                            f"content type {media!r} is not accepted; send image/*, application/octet-stream "
-                            "or multipart/form-data with the image in the field 'file'")
-        if state["in_flight"] >= max_concurrency:
-            raise _ApiError(503, "busy", f"{max_concurrency} requests are already being classified; retry later",
-                            {"Retry-After": _RETRY_AFTER_S})
-        state["in_flight"] += 1
-        try:
-            body = await _read_limited(request, max_body)
-            data = await _multipart_file(request, body) if multipart else body
-            if not data:
-                raise _ApiError(400, "empty_body", "no image bytes were sent; send the image as the body "
-                                "or as the multipart field 'file'")
-            return await run_in_threadpool(classify_sync, data, subject)
-        finally:
-            state["in_flight"] -= 1
-
-    return app
+        return error_response(request, 422, "invalid_request", "the request is invalid; see detail", detail=detail)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise _ApiError(400, "bad_request", f"Content-Length is not a number: {declared!r}")
-        if int(declared) > limit:
-            raise _ApiError(413, "body_too_large", f"the body is {int(declared)} bytes; the limit is {limit}")
-    buf = bytearray()
-    async for chunk in request.stream():
-        buf += chunk
-        if len(buf) > limit:
-            raise _ApiError(413, "body_too_large", f"the body passed the limit of {limit} bytes")
-    return bytes(buf)
+# ------------------------------------------------------------------------ meta routes
+def _meta_routes(app: FastAPI, state: ServiceState, auth: Authorizer) -> None:
+    @app.get("/healthz", response_model=HealthResponse, summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
 
+    @app.get("/readyz", response_model=ReadyResponse, responses=ERROR_RESPONSES, summary="Readiness: models loaded")
+    async def readyz(request: Request) -> Any:
+        await auth.check(request, None)
+        if state.screening is None:
+            code = "load_failed" if state.load_error else "not_ready"
+            return error_response(request, 503, code, "the models are not loaded" + (
+                "; loading failed, see the log" if state.load_error else " yet"), {"Retry-After": "5"})
+        return {"status": "ready"}
 
-async def _multipart_file(request: Request, body: bytes) -> bytes:
-    """The bytes of the ``file`` field of an already read multipart body."""
-    sent = False
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics(request: Request) -> Response:
+        await auth.check(request, "metrics")
+        from prometheus_client import CONTENT_TYPE_LATEST
 
-    async def replay() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    form = await Request(request.scope, replay).form(max_files=1, max_fields=16)
-    try:
-        part = form.get("file")
-        if not isinstance(part, UploadFile):
-            raise _ApiError(422, "missing_file", "multipart body has no file field named 'file'")
-        return await part.read()
-    finally:
-        await form.close()
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        if not auth.docs:
+            await auth.check(request, "docs")
+        return JSONResponse(app.openapi())
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> Response:
+        if not auth.docs:
+            raise ApiError(404, "not_found", "Not Found")
+        from fastapi.openapi.docs import get_swagger_ui_html
 
-def _phrase(status: int) -> str:
-    from http import HTTPStatus
-
-    try:
-        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
-    except ValueError:
-        return "error"
-
-
-def _resolve(value: Any, module: str, cls: str) -> Any:
-    """A monitor/audit object from a path (imported lazily) or a ready object."""
-    if value is None or hasattr(value, "record"):
-        return value
-    from importlib import import_module
-
-    return getattr(import_module(f"genguard.{module}"), cls)(os.fspath(value))
-
-
-# ---------------------------------------------------------------------- the CLI's entry
-def serve(
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    max_body: int = MAX_BODY,
-    max_concurrency: int = MAX_CONCURRENCY,
-    monitor: str | os.PathLike[str] | None = None,
-    audit_log: str | os.PathLike[str] | None = None,
-    backbone: str = "bundled",
-    head: str | os.PathLike[str] | None = None,
-    device: str = "cpu",
-    batch_size: int = 8,
-    **backbone_options: Any,
-) -> None:
-    """Build a Guard and serve it with uvicorn until interrupted (``genguard serve``).
-
-    Parameters are those of :func:`create_app` and :class:`~genguard.Guard`
-    (``backbone_options`` such as ``threads=2`` go to the backbone).
-
-    Examples
-    --------
-    >>> serve(host="127.0.0.1", port=8000, max_concurrency=2)  # doctest: +SKIP
-    """
-    import uvicorn
-
-    from genguard.guard import Guard
-
-    guard = Guard(backbone, head=head, device=device, batch_size=batch_size, hash_frames=audit_log is not None,
-                  **backbone_options)
-    app = create_app(guard, max_body=max_body, max_concurrency=max_concurrency, monitor=monitor, audit_log=audit_log)
-    logger.info("serving %r on http://%s:%d", guard, host, port)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="genguard")
