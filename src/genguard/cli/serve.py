@@ -43,8 +43,9 @@ def register(sub: Any) -> None:
     rec.add_argument("--on-lock", default="block", choices=("block", "refuse", "allow"),
                      help="a locked subject: 403 with a blocking verdict (default), 429, or served")
     rec.add_argument("--retry-after", type=int, default=60, help="Retry-After for a refused subject (default: 60 s)")
-    rec.add_argument("--full-scores", action="store_true", help="score the minor axis of every image, so the monitor "
-                     "also sees probes with a high minor score and a sexual score just below review (slower)")
+    rec.add_argument("--skip-minor-below-review", action="store_true",
+                     help="throughput option: skip the face stage where the sexual score is below review; the monitor then "
+                     "cannot see probes with a high minor score and a sexual score just below review (default: both scores)")
     add_guard_options(s)
     s.set_defaults(func=_serve)
 
@@ -63,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
         serve(host=args.host, port=args.port, keys=args.keys, workers=args.workers, monitor=args.monitor,
               audit_log=args.audit_log, service=service,
               enforcement={"throttle": args.on_throttle, "lock": args.on_lock, "retry_after_s": args.retry_after},
-              guard={"backbone": args.backbone, "full_scores": args.full_scores, **guard_kwargs(args)})
+              guard={"backbone": args.backbone, "skip_minor_below_review": args.skip_minor_below_review, **guard_kwargs(args)})
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     return EXIT_OK
