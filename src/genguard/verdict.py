@@ -20,10 +20,12 @@ class Scores:
     ``minor`` is None when it was not scored because it could not change the
     decision: by default a Guard skips the face stage for a frame whose sexual
     score is below the review threshold (``Guard(full_scores=True)`` scores every frame).
+    Both are None when nothing was scored because the image could not be read
+    (``Verdict.error`` says why): unknown, never a made-up 1.0 or 0.0.
     """
 
     minor: float | None
-    sexual: float
+    sexual: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,9 @@ class Reason:
     ``review_band``     both scores at or above their review thresholds
     ``hash_match``      the image matched a blocklisted PDQ hash (``distance``)
     ``load_error``      the image could not be read; see ``Verdict.error``
-    ``frames``          an animation: how many frames were scored and which decided
+    ``frames``          an animation: frames in the file (``total``), distinct frames scored, which decided
+    ``alpha``           a frame with transparency: the ``views`` scored (``over_white``, ``over_black``,
+                        ``colour``) and the ``deciding`` one
     """
 
     code: str
@@ -125,7 +129,7 @@ class Verdict:
         scores = data["scores"]
         return cls(
             decision=data["decision"],
-            scores=Scores(None if scores["minor"] is None else float(scores["minor"]), float(scores["sexual"])),
+            scores=Scores(*(None if scores[k] is None else float(scores[k]) for k in ("minor", "sexual"))),
             reasons=reasons,
             error=data.get("error"),
             frame=data.get("frame"),

@@ -24,10 +24,11 @@ REQUEST_BODY: Final = {
 
 
 class ScoresModel(BaseModel):
-    """Calibrated risk scores in [0, 1]; ``minor`` is null when it was not scored because it could not change the decision."""
+    """Calibrated risk scores in [0, 1]; ``minor`` is null when it was not scored because it could not change the
+    decision; both are null (unknown) when the image could not be read (``error`` says why)."""
 
     minor: float | None
-    sexual: float
+    sexual: float | None
 
 
 class ReasonModel(BaseModel):

@@ -157,7 +157,8 @@ def classify_event(verdict: Verdict, policy: Policy | None, margin: float) -> in
     if policy is not None:
         s = verdict.scores
         # minor is None only when the sexual score was below the review threshold: never a near miss.
-        if s.minor is not None and s.minor >= policy.minor_threshold - margin and s.sexual >= policy.sexual_threshold - margin:
+        # unknown scores are never a near miss
+        if s.minor is not None and s.sexual is not None and s.minor >= policy.minor_threshold - margin and s.sexual >= policy.sexual_threshold - margin:
             return NEAR
     return None
 
