@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from genguard.cli._common import EXIT_OK, add_guard_options, expand, guard_kwargs
+from genguard.cli._common import EXIT_BLOCKED, EXIT_OK, add_guard_options, expand, guard_kwargs
+from genguard.cli._output import Output, escape_label
 
 __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
     """Add ``hash``, ``weights`` and ``serve`` to the subparsers ``sub``."""
-    h = sub.add_parser("hash", help="print PDQ hashes in blocklist format")
+    h = sub.add_parser("hash", help="print PDQ hashes in blocklist format (one per frame and view; exit 1 if any file could not be read)")
     h.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
 
     h.set_defaults(func=_hash)
@@ -35,11 +37,28 @@ def register(sub: Any) -> None:
 
 
 def _hash(args: argparse.Namespace) -> int:
-    from genguard.defences.blocklist import hash_image
+    """One line per scored frame and view; unreadable files are reported and skipped, and exit 1 at the end."""
+    from genguard.defences.blocklist import pdq_hash
+    from genguard.errors import GenguardError
+    from genguard.imageio.loader import load_image
 
+    out = Output()
+    failed = 0
     for label, item in expand(args.paths):
-        print(f"{hash_image(item)}  # {label}")
-    return EXIT_OK
+        safe = escape_label(label)
+        try:
+            loaded = load_image(item)
+        except GenguardError as exc:
+            failed += 1
+            print(f"genguard: error: {safe}: {escape_label(str(exc))}", file=sys.stderr)
+            continue
+        for frame, index, view in zip(loaded.frames, loaded.frame_indices, loaded.views):
+            tags = ([f"frame {index}"] if loaded.n_frames > 1 else []) + ([view] if view else [])
+            out.line(f"{pdq_hash(frame).hash}  # {safe}{' (' + ', '.join(tags) + ')' if tags else ''}")
+    out.flush()
+    if failed:
+        print(f"genguard: {failed} file(s) could not be hashed", file=sys.stderr)
+    return EXIT_BLOCKED if failed else EXIT_OK
 
 
 def _weights(args: argparse.Namespace) -> int:
