@@ -21,6 +21,8 @@ CORE_MODULES = [
     "genguard.imageio.loader",
     "genguard.imageio._formats",
     "genguard.imageio._pixels",
+    "genguard.imageio._budget",
+    "genguard.cli._output",
     "genguard.learn.datasets",
     "genguard.learn.cache",
     "genguard.cli",

@@ -191,3 +191,33 @@ def test_alpha_animation_frames_each_get_their_views() -> None:
     loaded = load_image(buf.getvalue())
     colour_of_1 = [f for f, i, v in zip(loaded.frames, loaded.frame_indices, loaded.views) if i == 1 and v == "colour"]
     assert colour_of_1 and np.array_equal(colour_of_1[0], _BASES[1][:16, :16])
+
+
+# ---------------------------------------------------- guard, blocklist, audit
+def test_views_are_hashed_matched_and_audited_from_one_decode(stub_guard: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The picture hidden in the alpha channel: one decode gives the verdict, the blocklist match and the audit hashes."""
+    import genguard.pipeline as pipeline
+    from make_corpus import listed_picture
+
+    from genguard.defences.audit import AuditLog
+    from genguard.defences.blocklist import Blocklist, pdq_hash
+    from genguard.serving.screening import Screening
+
+    pic = listed_picture()
+    luma = np.asarray(Image.fromarray(pic).convert("L"))
+    buf = io.BytesIO()
+    Image.fromarray(np.dstack([np.full(pic.shape, 255, np.uint8), luma]), "RGBA").save(buf, "PNG")
+    decodes: list[int] = []
+    real = pipeline.load_image
+    monkeypatch.setattr(pipeline, "load_image", lambda *a, **k: decodes.append(1) or real(*a, **k))
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    guard = stub_guard(blocklist=Blocklist([pdq_hash(pic).hash]))
+    screened = Screening(guard, audit=audit).screen(buf.getvalue(), subject="u1")
+    verdict = screened.verdict
+    assert decodes == [1] and verdict.blocked and verdict.error is None
+    match = next(r.detail for r in verdict.reasons if r.code == "hash_match")
+    assert match["view"] == "over_black" and match["distance"] <= 31
+    alpha = next(r.detail for r in verdict.reasons if r.code == "alpha")
+    assert alpha["views"] == ["over_white", "over_black"]  # the colours are all white: the colour view is over_white
+    (record,) = list(audit.records())
+    assert record["pdq"] == list(verdict.pdq) and len(verdict.pdq) == 2
