@@ -282,3 +282,22 @@ def test_sha256_of_each_input_kind(tmp_path: Path) -> None:
         assert load(stream).sha256 == want
     assert load(arr).sha256 == hashlib.sha256(arr.tobytes()).hexdigest()
     assert load(Image.fromarray(arr)).sha256 == hashlib.sha256(Image.fromarray(arr).tobytes()).hexdigest()
+
+
+def test_tiff_pages_of_growing_size_are_counted_as_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small first page must not hide large later ones from the frames x pixels limit."""
+    monkeypatch.setattr(imageio, "MAX_DECODED_PIXELS", 64 * 64 * 5)
+    pages = [Image.new("RGB", (1, 1))] + [Image.fromarray(shapes(64, 64, seed=i)) for i in range(10)]
+    data = encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    with pytest.raises(ImageTooLargeError, match="walk over"):
+        load_image(data, max_frames=16)
+
+
+def test_large_frames_are_shrunk_to_the_analysis_size_and_16_bit_keeps_its_range() -> None:
+    big = Image.fromarray(np.full((4200, 4300), 65535, np.uint16))
+    loaded = load_image(big)
+    assert loaded.size == (2150, 2100) and int(loaded.frames[0].min()) == 255
+    rgba = np.zeros((4100, 4100, 4), np.uint8)
+    rgba[..., 3] = 255
+    assert load_image(rgba[..., :3]).size == (4100, 4100)  # an RGB array is used as it is, never copied
+    assert load_image(rgba).size == load_image(encode(Image.fromarray(rgba, "RGBA"), "PNG")).size == (2050, 2050)

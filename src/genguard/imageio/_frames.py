@@ -44,21 +44,23 @@ def orientation_of(img: Image.Image) -> int:
 
 def shrink(img: Image.Image, factor: int, orientation: int = 1) -> Image.Image:
     """Box-shrink a loaded frame by an integer ``factor`` and apply the EXIF ``orientation``; never modifies ``img``."""
-    frame = img
-    if factor > 1:
-        if not reducible(frame.mode):
-            target = "RGBA" if has_alpha(frame) else "I" if frame.mode.startswith("I;16") else "RGB" if frame.mode == "P" else "L"
-            frame = frame.convert(target)
-        if frame.mode in ("RGBA", "LA"):
-            # Image.reduce would first make a premultiplied copy at full size; the core call averages colour
-            # and alpha as they are, with no copy (the colour view wants unpremultiplied colours anyway).
-            frame.load()
-            frame = frame._new(frame.im.reduce((factor, factor), (0, 0) + frame.size))
-        else:
-            frame = frame.reduce(factor)
+    frame = _reduce(img, factor) if factor > 1 else img
     if orientation != 1:
         frame = frame.transpose(_TRANSPOSE[orientation])
     return frame
+
+
+def _reduce(frame: Image.Image, factor: int) -> Image.Image:
+    if frame.mode.startswith("I;16"):  # keep the 0..65535 -> 0..255 mapping: shrink as 32-bit, then scale to L
+        return frame.convert("I").reduce(factor).point(lambda v: v / 257.0).convert("L")
+    if not reducible(frame.mode):  # P and 1
+        frame = frame.convert("RGBA" if has_alpha(frame) else "RGB" if frame.mode == "P" else "L")
+    if frame.mode in ("RGBA", "LA"):
+        # Image.reduce would first make a premultiplied copy at full size; the core call averages colour
+        # and alpha as they are, with no copy (the colour view wants unpremultiplied colours anyway).
+        frame.load()
+        return frame._new(frame.im.reduce((factor, factor), (0, 0) + frame.size))
+    return frame.reduce(factor)
 
 
 def _thumbnail(frame: Image.Image) -> npt.NDArray[np.int16]:
@@ -66,13 +68,16 @@ def _thumbnail(frame: Image.Image) -> npt.NDArray[np.int16]:
     return np.asarray(rgba.resize((_THUMB, _THUMB), Image.Resampling.BOX), dtype=np.int16)
 
 
-def walk_frames(img: Image.Image, *, n_frames: int, max_frames: int, max_pixels: int, budget: int) -> list[Frame]:
+def walk_frames(
+    img: Image.Image, *, n_frames: int, max_frames: int, max_pixels: int, budget: int, max_walked: int
+) -> list[Frame]:
     """Decode every frame of ``img`` in order; the distinct ones, each with its views and source index.
 
     Raises
     ------
     ImageTooLargeError
-        A frame over ``max_pixels`` or the memory budget, or more than ``max_frames`` distinct frames.
+        A frame over ``max_pixels`` or the memory budget, more than ``max_walked`` pixels decoded in all
+        (pages of a TIFF may each have their own size), or more than ``max_frames`` distinct frames.
     """
     from genguard.imageio.loader import check_pixels
 
@@ -81,10 +86,16 @@ def walk_frames(img: Image.Image, *, n_frames: int, max_frames: int, max_pixels:
     thumbs: list[npt.NDArray[np.int16]] = []
     factors: dict[tuple[int, int], int] = {}
     orientation = 1
+    walked = 0
     for i in range(n_frames):
         img.seek(i)
         size = img.size
         check_pixels(size, max_pixels)
+        walked += size[0] * size[1]
+        if walked > max_walked:
+            raise ImageTooLargeError(
+                f"decoding frames 0-{i} of {n_frames} would walk over {max_walked} pixels; refused before frame {i}"
+            )
         if size not in factors:  # pages of a TIFF may differ in size; animation frames share the canvas
             factors[size] = plan_reduction(size, "RGBA", frames=n_frames, max_frames=max_frames, budget=budget,
                                            alpha=True, convert=True)

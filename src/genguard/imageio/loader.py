@@ -325,7 +325,8 @@ def _from_pil(img: Image.Image, *, fmt: str | None, max_frames: int, max_pixels:
         if n_frames == 1:
             frames = _still(img, fmt=fmt, budget=budget, own=own)
         else:
-            frames = walk_frames(img, n_frames=n_frames, max_frames=max_frames, max_pixels=max_pixels, budget=budget)
+            frames = walk_frames(img, n_frames=n_frames, max_frames=max_frames, max_pixels=max_pixels, budget=budget,
+                                 max_walked=MAX_DECODED_PIXELS)
     except GenguardError:
         raise
     except MemoryError as exc:
@@ -361,6 +362,8 @@ def _from_array(array: npt.NDArray[np.generic], max_pixels: int, budget: int) ->
         raise ImageLoadError(f"arrays must be HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA), got shape {array.shape}")
     h, w = array.shape[:2]
     check_pixels((w, h), max_pixels)
-    if array.shape[2] == 4:
-        plan_reduction((w, h), "RGBA", frames=1, max_frames=1, budget=budget, alpha=True)
+    if array.shape[2] == 4:  # the views are new pixels: planned and shrunk like a decoded RGBA frame
+        factor = plan_reduction((w, h), "RGBA", frames=1, max_frames=1, budget=budget, alpha=True)
+        if factor > 1:
+            return _assemble([(0, frame_views(shrink(Image.fromarray(array, "RGBA"), factor)))], n_frames=1, fmt=None)
     return _assemble([(0, rgb_from_channels(array.view(np.uint8)))], n_frames=1, fmt=None)
