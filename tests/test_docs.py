@@ -22,6 +22,7 @@ CORE_MODULES = [
     "genguard.imageio._formats",
     "genguard.imageio._pixels",
     "genguard.imageio._budget",
+    "genguard.imageio._read",
     "genguard.cli._output",
     "genguard.learn.datasets",
     "genguard.learn.cache",
