@@ -221,3 +221,43 @@ def test_views_are_hashed_matched_and_audited_from_one_decode(stub_guard: Any, t
     assert alpha["views"] == ["over_white", "over_black"]  # the colours are all white: the colour view is over_white
     (record,) = list(audit.records())
     assert record["pdq"] == list(verdict.pdq) and len(verdict.pdq) == 2
+
+
+def test_read_ahead_is_bounded_in_bytes_and_never_deadlocks(stub_guard: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a 1-byte read-ahead budget, decoding waits for scoring: one batch ahead at most, every verdict, in order."""
+    import threading
+    import time
+
+    import genguard.pipeline as pipeline
+
+    guard = stub_guard(batch_size=2)
+    lock = threading.Lock()
+    loaded, finished = [0], [0]
+    ahead: list[int] = []
+    real_load, real_score = guard.pipeline.load, guard.pipeline.score
+
+    def load(image: Any) -> Any:
+        item = real_load(image)
+        with lock:
+            loaded[0] += 1
+            ahead.append(loaded[0] - finished[0])
+        return item
+
+    def score(items: Any, policy: Any, batch_size: int) -> Any:
+        time.sleep(0.2)  # slow models: an unbounded read-ahead fills up meanwhile
+        out = real_score(items, policy, batch_size)
+        with lock:
+            finished[0] += len(items)
+        return out
+
+    monkeypatch.setattr(guard.pipeline, "load", load)
+    monkeypatch.setattr(guard.pipeline, "score", score)
+    images = [np.full((64, 64, 3), i, np.uint8) for i in range(10)]
+    unbounded = guard.classify_batch(images, batch_size=2, workers=2)
+    assert max(ahead) == 4  # two batches ahead by count alone
+    ahead.clear()
+    loaded[0] = finished[0] = 0
+    monkeypatch.setattr(pipeline, "READAHEAD_BYTES", 1)
+    verdicts = guard.classify_batch(images, batch_size=2, workers=2)
+    assert verdicts == unbounded and len(verdicts) == 10
+    assert max(ahead) <= 2, ahead  # only the batch the models wait for
