@@ -9,7 +9,13 @@ Every file is built here from shapes, gradients and noise (never committed), and
 - ``too_large``: refused before decoding: ``ImageTooLargeError``;
 - ``unsupported``: another format (PDF, SVG, PSD, HEIC, ...): ``UnsupportedFormatError``;
 - ``either``: damage a decoder may or may not notice (e.g. garbage inside JPEG
-  scan data): a normal verdict or an error verdict, never a crash.
+  scan data): a normal verdict or an error verdict, never a crash;
+- ``listed``: an attacker's file (``adv_*``, issue 14) that shows the benign
+  :func:`listed_picture` to a person while hiding it from a naive loader: in the
+  alpha channel, under alpha 0 or 1, in one frame of 40 (shown for a minute or for
+  0 ms), on one page of a TIFF. It must load, and a Guard whose blocklist holds the
+  picture's PDQ hash must block it through a ``hash_match`` (``frame`` and ``view``
+  say where). Other ``adv_*`` files are ``too_large``: they must be refused.
 
 Every file has an image suffix, so a folder walk (``genguard classify DIR``) sees
 them all. Usage::
@@ -31,9 +37,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["EXPECTATIONS", "build_corpus"]
+__all__ = ["EXPECTATIONS", "adversarial_entries", "build_corpus", "listed_picture"]
 
-EXPECTATIONS = ("ok", "load", "too_large", "unsupported", "either")
+EXPECTATIONS = ("ok", "load", "too_large", "unsupported", "either", "listed")
 _MAX_BYTES = 64 * 1024 * 1024  # genguard.imageio.loader.MAX_BYTES, kept literal so the script stands alone
 
 
@@ -135,6 +141,75 @@ def _modes() -> dict[str, tuple[bytes, dict[str, Any]]]:
     return out
 
 
+# ------------------------------------------------------------- adversarial
+def listed_picture(side: int = 256) -> np.ndarray:
+    """The benign "listed" picture of the adversarial files: discs, bars and a gradient with texture (PDQ quality well over 50)."""
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:side, 0:side]
+    img = np.zeros((side, side, 3), np.float64)
+    img[..., 0] = 255 * x / (side - 1)
+    img[..., 1] = 255 * (1 - y / (side - 1))
+    img[..., 2] = 127 + 100 * np.sin(x / 9.0) * np.cos(y / 13.0)
+    for cx, cy, r, colour in ((0.3, 0.3, 0.18, (240, 220, 30)), (0.7, 0.6, 0.22, (20, 40, 200)), (0.45, 0.8, 0.12, (200, 30, 60))):
+        img[(x - cx * side) ** 2 + (y - cy * side) ** 2 < (r * side) ** 2] = colour
+    img[int(side * 0.05) : int(side * 0.15), int(side * 0.55) : int(side * 0.95)] = (10, 10, 10)
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _decoys(n: int, side: int = 256) -> list[np.ndarray]:
+    """``n`` near-identical benign frames: one flat picture, each with a different pixel set to grey."""
+    base = np.zeros((side, side, 3), np.uint8)
+    base[:, :] = (70, 120, 90)
+    base[side // 4 : side // 2, side // 4 : side // 2] = (160, 110, 60)
+    out = []
+    for i in range(n):
+        a = base.copy()
+        a[i % side, (7 * i) % side] = (128, 128, 128)
+        out.append(a)
+    return out
+
+
+def _frames_file(frames: list[np.ndarray], fmt: str, durations: list[int], **kw: Any) -> bytes:
+    images = [Image.fromarray(f) for f in frames]
+    if fmt == "GIF":
+        images = [im.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) for im in images]
+    return encode(images[0], fmt, save_all=True, append_images=images[1:], duration=durations, **kw)
+
+
+def adversarial_entries() -> dict[str, tuple[bytes, str, dict[str, Any]]]:
+    """Files that hid the listed picture from genguard (issue 14): each must end blocked by the blocklist, or in error.
+
+    ``listed``: blocked through a PDQ hash match on the listed picture (``listed_pdq`` in the manifest is
+    made by the test from :func:`listed_picture`); ``too_large``: refused with ``ImageTooLargeError``.
+    """
+    pic = listed_picture()
+    luma = np.asarray(Image.fromarray(pic).convert("L"))
+    e: dict[str, tuple[bytes, str, dict[str, Any]]] = {}
+    e["adv_listed_control.png"] = (encode(Image.fromarray(pic), "PNG"), "listed", {"view": ""})
+    white = np.full(pic.shape, 255, np.uint8)
+    e["adv_alpha_only.png"] = (encode(Image.fromarray(np.dstack([white, luma]), "RGBA"), "PNG"), "listed", {"view": "over_black"})
+    e["adv_alpha_one.png"] = (encode(Image.fromarray(np.dstack([pic, np.ones_like(luma)]), "RGBA"), "PNG"), "listed", {"view": "colour"})
+    e["adv_alpha_zero.webp"] = (encode(Image.fromarray(np.dstack([pic, np.zeros_like(luma)]), "RGBA"), "WEBP", lossless=True, exact=True),
+                                "listed", {"view": "colour"})
+    la = np.dstack([np.full(luma.shape, 255, np.uint8), luma])
+    e["adv_alpha_only_la.png"] = (encode(Image.fromarray(la, "LA"), "PNG"), "listed", {"view": "over_black"})
+    decoys = _decoys(40)
+    for fmt, suffix in (("GIF", "gif"), ("PNG", "png"), ("WEBP", "webp")):
+        frames = decoys[:1] + [pic] + decoys[2:]
+        kw: dict[str, Any] = {"lossless": True} if fmt == "WEBP" else {}
+        e[f"adv_frame1_of_40.{suffix}"] = (_frames_file(frames, fmt, [60_000 if i == 1 else 40 for i in range(40)], **kw),
+                                          "listed", {"frame": 1})
+        e[f"adv_frame39_0ms.{suffix}"] = (_frames_file(decoys[:39] + [pic], fmt, [40] * 39 + [0], **kw), "listed", {"frame": 39})
+    pages = [Image.fromarray(f) for f in decoys[:1] + [pic] + decoys[2:40]]
+    e["adv_page1_of_40.tif"] = (encode(pages[0], "TIFF", save_all=True, append_images=pages[1:]), "listed", {"frame": 1})
+    rng = np.random.default_rng(3)
+    noisy = [rng.integers(0, 256, (64, 64, 3), np.uint8) for _ in range(39)]
+    e["adv_distinct_40.gif"] = (_frames_file(noisy[:1] + [pic[:64, :64]] + noisy[1:], "GIF", [40] * 40), "too_large", {})
+    e["adv_gif_2000_frames.gif"] = (_gif_many_frames(2000), "too_large", {})
+    return e
+
+
 # ------------------------------------------------------------------ corpus
 def _entries() -> dict[str, tuple[bytes, str, dict[str, Any]]]:
     rgb = Image.fromarray(shapes())
@@ -148,9 +223,13 @@ def _entries() -> dict[str, tuple[bytes, str, dict[str, Any]]]:
     e["tall_1x20000.png"] = (encode(Image.fromarray(shapes(1, 20000)), "PNG"), "ok", {"size": [1, 20000]})
     e["wide_20000x1.png"] = (encode(Image.fromarray(shapes(20000, 1)), "PNG"), "ok", {"size": [20000, 1]})
     e["exif_rotated.jpg"] = (_exif_rotated(), "ok", {"size": [20, 40], "orientation": 6})
-    e["animated_40.gif"] = (_animation("GIF", 40, duration=40), "ok", {"n_frames": 40, "frames": 16})
-    e["animated_40.webp"] = (_animation("WEBP", 40, duration=40, lossless=True), "ok", {"n_frames": 40, "frames": 16})
-    e["animated_40.png"] = (_animation("PNG", 40, duration=40), "ok", {"n_frames": 40, "frames": 16})
+    e["animated_16.gif"] = (_animation("GIF", 16, duration=40), "ok", {"n_frames": 16, "frames": 16})
+    e["animated_16.webp"] = (_animation("WEBP", 16, duration=40, lossless=True), "ok", {"n_frames": 16, "frames": 16})
+    e["animated_16.png"] = (_animation("PNG", 16, duration=40), "ok", {"n_frames": 16, "frames": 16})
+    # 40 distinct frames: more than MAX_FRAMES (16) distinct frames is refused, never sampled
+    e["animated_40.gif"] = (_animation("GIF", 40, duration=40), "too_large", {"n_frames": 40})
+    e["animated_40.webp"] = (_animation("WEBP", 40, duration=40, lossless=True), "too_large", {"n_frames": 40})
+    e["animated_40.png"] = (_animation("PNG", 40, duration=40), "too_large", {"n_frames": 40})
     e["animated_3.gif"] = (_animation("GIF", 3), "ok", {"n_frames": 3, "frames": 3})
     e["png_named.jpg"] = (png, "ok", {"size": [96, 64]})
     e["gif_named.webp"] = (gif, "ok", {"size": [96, 64]})
@@ -192,6 +271,7 @@ def _entries() -> dict[str, tuple[bytes, str, dict[str, Any]]]:
     e["scan.jp2.png"] = (b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00" * 64, "unsupported", {"format": "JPEG 2000"})
     e["figure.eps.png"] = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "unsupported", {"format": "PostScript/EPS"})
     e["archive.zip.png"] = (b"PK\x03\x04" + b"\x00" * 60, "unsupported", {"format": "ZIP archive"})
+    e.update(adversarial_entries())
     return e
 
 

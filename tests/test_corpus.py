@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from make_corpus import build_corpus
+from make_corpus import build_corpus, listed_picture
 
 from genguard import Guard
+from genguard.defences.blocklist import Blocklist, pdq_hash
 from genguard.cli import main
 from genguard.learn.datasets import IMAGE_SUFFIXES
 from genguard.errors import GenguardError, ImageLoadError, ImageTooLargeError, UnsupportedFormatError
@@ -42,7 +43,7 @@ def test_corpus_is_large_and_varied(corpus: tuple[Path, dict[str, dict[str, Any]
     folder, manifest = corpus
     assert len(manifest) >= 40
     kinds = {e["expect"] for e in manifest.values()}
-    assert kinds == {"ok", "load", "too_large", "unsupported", "either"}
+    assert kinds == {"ok", "load", "too_large", "unsupported", "either", "listed"}
     assert all((folder / name).is_file() for name in manifest)
 
 
@@ -53,10 +54,10 @@ def test_loader_handles_every_file(corpus: tuple[Path, dict[str, dict[str, Any]]
         try:
             loaded = load_image(folder / name)
         except GenguardError as exc:
-            if entry["expect"] == "ok" or (entry["expect"] != "either" and not _expected_error(entry["expect"], exc)):
+            if entry["expect"] in ("ok", "listed") or (entry["expect"] != "either" and not _expected_error(entry["expect"], exc)):
                 wrong.append(f"{name}: {type(exc).__name__}: {exc}")
             continue
-        if entry["expect"] not in ("ok", "either"):
+        if entry["expect"] not in ("ok", "either", "listed"):
             wrong.append(f"{name}: loaded, expected {entry['expect']}")
             continue
         if "size" in entry and list(loaded.size) != entry["size"]:
@@ -73,7 +74,7 @@ def test_stub_guard_fails_closed_and_raises_typed_errors(
     closed, raising = stub_guard(), stub_guard(on_error="raise")
     for name, entry in manifest.items():
         verdict = closed.classify(folder / name)
-        if entry["expect"] == "ok":
+        if entry["expect"] in ("ok", "listed"):
             assert verdict.error is None, name
         elif entry["expect"] != "either":
             assert verdict.error and verdict.decision == "block", name
@@ -89,13 +90,13 @@ def test_batch_with_broken_files_in_the_middle_keeps_order(
     folder, manifest = corpus
     guard = stub_guard(batch_size=4)
     names = sorted(manifest)
-    good = [n for n in names if manifest[n]["expect"] == "ok"]
+    good = [n for n in names if manifest[n]["expect"] in ("ok", "listed")]
     bad = [n for n in names if manifest[n]["expect"] in ERROR_OF]
     mixed = [x for pair in zip(good, bad) for x in pair]  # good, bad, good, bad, ...
     verdicts = guard.classify_batch([folder / n for n in mixed])
     assert len(verdicts) == len(mixed)
     for name, verdict in zip(mixed, verdicts):
-        assert (verdict.error is None) == (manifest[name]["expect"] == "ok"), name
+        assert (verdict.error is None) == (manifest[name]["expect"] in ("ok", "listed")), name
         if verdict.error is None:
             assert verdict == guard.classify(folder / name), name
 
@@ -120,6 +121,27 @@ def test_batch_survives_an_embedder_failure_on_one_image(stub_guard: Callable[..
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
+def test_adversarial_files_end_blocked_by_the_blocklist_or_in_error(
+    corpus: tuple[Path, dict[str, dict[str, Any]]], stub_guard: Callable[..., Guard]
+) -> None:
+    """Issue 14's bypasses, rebuilt from a benign picture: each is blocked through its PDQ hash, or refused."""
+    folder, manifest = corpus
+    guard = stub_guard(blocklist=Blocklist([pdq_hash(listed_picture()).hash]))
+    adversarial = {n: e for n, e in manifest.items() if n.startswith("adv_")}
+    assert len(adversarial) >= 14 and {e["expect"] for e in adversarial.values()} == {"listed", "too_large"}
+    for name, entry in sorted(adversarial.items()):
+        verdict = guard.classify(folder / name)
+        assert verdict.blocked, name
+        if entry["expect"] == "too_large":
+            assert verdict.error and verdict.reasons[0].detail["type"] == "ImageTooLargeError", name
+            continue
+        match = next(r.detail for r in verdict.reasons if r.code == "hash_match")
+        assert verdict.error is None and match["distance"] <= 31, name
+        assert match["frame"] == entry.get("frame", 0), (name, match)
+        if "view" in entry:
+            assert match["view"] == (entry["view"] or "opaque"), (name, match)
+
+
 @pytest.mark.slow
 def test_real_guard_on_every_file(corpus: tuple[Path, dict[str, dict[str, Any]]], guard: Guard) -> None:
     folder, manifest = corpus
@@ -127,7 +149,7 @@ def test_real_guard_on_every_file(corpus: tuple[Path, dict[str, dict[str, Any]]]
     verdicts = guard.classify_batch([folder / n for n in names])
     for name, verdict in zip(names, verdicts):
         expect = manifest[name]["expect"]
-        if expect == "ok":  # benign shapes and gradients: allowed, nothing wrong
+        if expect in ("ok", "listed"):  # benign shapes and gradients: allowed, nothing wrong
             assert verdict.error is None and verdict.decision == "allow", (name, verdict)
             if manifest[name].get("n_frames", 1) > 1:
                 frames = next(r for r in verdict.reasons if r.code == "frames").detail
@@ -150,7 +172,7 @@ def test_cli_classifies_the_whole_corpus_folder(
     assert [Path(r["path"]).name for r in records] == walked
     for r in records:
         expect = manifest[Path(r["path"]).name]["expect"]
-        if expect == "ok":
+        if expect in ("ok", "listed"):
             assert r["error"] is None and r["decision"] == "allow", r
         elif expect != "either":
             assert r["error"] and r["decision"] == "block" and r["blocked"], r

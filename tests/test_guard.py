@@ -82,8 +82,9 @@ def test_unreadable_bytes_follow_on_error(stub_guard: Callable[..., Guard], on_e
     assert v.reasons[0].detail["type"].endswith("Error")
     assert v.frame is None
     assert _codes(v) == ["load_error"] and v.reasons[0].detail["on_error"] == on_error
-    worst = 1.0 if on_error == "block" else 0.0
-    assert (v.scores.minor, v.scores.sexual) == (worst, worst)
+    # unknown is not 1.0: nothing was scored, whatever on_error decided
+    assert (v.scores.minor, v.scores.sexual) == (None, None)
+    assert "unknown" in v.reasons[0].detail["scores"] and json.loads(json.dumps(v.to_dict()))["scores"] == {"minor": None, "sexual": None}
     assert Verdict.from_dict(json.loads(json.dumps(v.to_dict()))) == v
 
 

@@ -94,13 +94,17 @@ def test_tiny_and_extreme_aspect_ratios(size: tuple[int, int]) -> None:
 
 
 # -------------------------------------------------------------- animations
-@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
-def test_animation_frames_are_sampled_evenly(fmt: str) -> None:
-    data = _animation(fmt, 40, duration=40, **({"lossless": True} if fmt == "WEBP" else {}))
-    loaded = load_image(data)
-    assert loaded.n_frames == 40 and len(loaded.frames) == imageio.MAX_FRAMES
-    assert loaded.frame_indices == tuple(imageio._frame_indices(40, imageio.MAX_FRAMES))
-    assert loaded.frame_indices[0] == 0 and loaded.frame_indices[-1] == 39
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG", "TIFF"])
+def test_every_distinct_frame_is_kept_and_more_than_max_frames_is_refused(fmt: str) -> None:
+    if fmt == "TIFF":
+        pages = [Image.fromarray(shapes(64, 64, seed=i)) for i in range(40)]
+        data = encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    else:
+        data = _animation(fmt, 40, duration=40, **({"lossless": True} if fmt == "WEBP" else {}))
+    with pytest.raises(ImageTooLargeError, match=f"more than {imageio.MAX_FRAMES} distinct frames"):
+        load_image(data)
+    loaded = load_image(data, max_frames=40)
+    assert loaded.n_frames == 40 and loaded.frame_indices == tuple(range(40)) and loaded.distinct_frames == 40
     with Image.open(io.BytesIO(data)) as ref:  # each frame is the one at its index
         for idx, frame in zip(loaded.frame_indices, loaded.frames):
             ref.seek(idx)
@@ -110,7 +114,16 @@ def test_animation_frames_are_sampled_evenly(fmt: str) -> None:
 def test_short_animation_keeps_every_frame() -> None:
     loaded = load_image(_animation("GIF", 3), max_frames=16)
     assert loaded.frame_indices == (0, 1, 2)
-    assert load_image(_animation("GIF", 5), max_frames=1).frame_indices == (0,)
+    with pytest.raises(ImageTooLargeError, match="more than 1 distinct frames"):
+        load_image(_animation("GIF", 5), max_frames=1)
+
+
+def test_repeated_frames_are_scored_once() -> None:
+    a, b = shapes(64, 64, seed=1), shapes(64, 64, seed=2)
+    frames = [Image.fromarray(x) for x in (a, b, a, b, a)]
+    data = encode(frames[0], "PNG", save_all=True, append_images=frames[1:], duration=[0, 60_000, 0, 10, 0])
+    loaded = load_image(data, max_frames=2)
+    assert loaded.n_frames == 5 and loaded.frame_indices == (0, 1)
 
 
 def test_caller_pil_animation_keeps_its_frame() -> None:
@@ -269,3 +282,22 @@ def test_sha256_of_each_input_kind(tmp_path: Path) -> None:
         assert load(stream).sha256 == want
     assert load(arr).sha256 == hashlib.sha256(arr.tobytes()).hexdigest()
     assert load(Image.fromarray(arr)).sha256 == hashlib.sha256(Image.fromarray(arr).tobytes()).hexdigest()
+
+
+def test_tiff_pages_of_growing_size_are_counted_as_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small first page must not hide large later ones from the frames x pixels limit."""
+    monkeypatch.setattr(imageio, "MAX_DECODED_PIXELS", 64 * 64 * 5)
+    pages = [Image.new("RGB", (1, 1))] + [Image.fromarray(shapes(64, 64, seed=i)) for i in range(10)]
+    data = encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    with pytest.raises(ImageTooLargeError, match="walk over"):
+        load_image(data, max_frames=16)
+
+
+def test_large_frames_are_shrunk_to_the_analysis_size_and_16_bit_keeps_its_range() -> None:
+    big = Image.fromarray(np.full((4200, 4300), 65535, np.uint16))
+    loaded = load_image(big)
+    assert loaded.size == (2150, 2100) and int(loaded.frames[0].min()) == 255
+    rgba = np.zeros((4100, 4100, 4), np.uint8)
+    rgba[..., 3] = 255
+    assert load_image(rgba[..., :3]).size == (4100, 4100)  # an RGB array is used as it is, never copied
+    assert load_image(rgba).size == load_image(encode(Image.fromarray(rgba, "RGBA"), "PNG")).size == (2050, 2050)

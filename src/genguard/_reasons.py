@@ -20,16 +20,17 @@ from genguard.verdict import Reason, ReasonCode, Scores, Verdict
 __all__ = ["error_verdict", "image_verdict"]
 
 _RANK: Final = {"allow": 0, "review": 1, "block": 2}
+_VIEW_ORDER: Final = ("", "over_white", "over_black", "colour")
 
 
 def error_verdict(error: GenguardError, on_error: OnError, *, backbone: str, head: str) -> Verdict:
-    """The verdict of an unreadable image: ``on_error`` decides, fail closed by default."""
+    """The verdict of an unreadable image: ``on_error`` decides, fail closed by default; the scores are unknown."""
     decision: Decision = "allow" if on_error == "allow" else "block"
-    worst = 1.0 if decision == "block" else 0.0
+    why = f"unknown: nothing was scored, the image could not be read ({type(error).__name__}); on_error={on_error!r} decides"
     return Verdict(
         decision=decision,
-        scores=Scores(worst, worst),
-        reasons=(Reason("load_error", {"type": type(error).__name__, "on_error": on_error}),),
+        scores=Scores(None, None),
+        reasons=(Reason("load_error", {"type": type(error).__name__, "on_error": on_error, "scores": why}),),
         error=str(error),
         frame=None,
         backbone=backbone,
@@ -59,6 +60,7 @@ def image_verdict(
     worst = max(range(len(scores)), key=lambda i: _rank_key(decisions[i], scores[i]))
     decision, s, emb = decisions[worst], scores[worst], embeddings[worst]
     frame = loaded.frame_indices[worst]
+    views = loaded.views
     reasons: list[Reason] = []
     for face, p in zip(emb.faces, s.face_minor):
         code: ReasonCode = "minor_face" if p >= policy.review_minor else "face"
@@ -76,13 +78,17 @@ def image_verdict(
         minor = None if s.minor is None else round(s.minor, 4)
         reasons.append(Reason("both_high" if decision == "block" else "review_band", {"minor": minor, "sexual": round(s.sexual, 4)}))
     if loaded.n_frames > 1:
-        reasons.append(Reason("frames", {"total": loaded.n_frames, "scored": len(scores), "deciding": frame}))
+        reasons.append(Reason("frames", {"total": loaded.n_frames, "scored": loaded.distinct_frames, "deciding": frame}))
+    if any(views):
+        scored = sorted(set(views), key=_VIEW_ORDER.index)
+        reasons.append(Reason("alpha", {"views": [v or "opaque" for v in scored], "deciding": views[worst] or "opaque", "frame": frame}))
     if match is not None:  # a listed image: its bank's action (block, or review), whatever the scores
         if match.get("action", "block") == "block":
             decision = "block"
         elif decision == "allow":
             decision = "review"
-        reasons.append(Reason("hash_match", {**match, "frame": loaded.frame_indices[int(match["frame"])]}))
+        k = int(match["frame"])
+        reasons.append(Reason("hash_match", {**match, "frame": loaded.frame_indices[k], "view": views[k] or "opaque"}))
     return Verdict(
         decision=decision,
         scores=Scores(s.minor, s.sexual),

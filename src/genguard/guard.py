@@ -15,7 +15,7 @@ from genguard.embedders.base import Embedder, ImageEmbedding
 from genguard.embedders.registry import create_embedder, default_head
 from genguard.errors import HeadError
 from genguard.heads.head import Head, load_head
-from genguard.imageio.loader import MAX_BYTES, MAX_FRAMES, MAX_PIXELS, load_image
+from genguard.imageio.loader import MAX_BYTES, MAX_FRAMES, MAX_PIXELS, MAX_WORK_BYTES, load_image
 from genguard.pipeline import Limits, Matcher, Pipeline
 from genguard.policy import Policy
 from genguard.verdict import Verdict
@@ -46,8 +46,9 @@ class Guard:
         Frames per model call in :meth:`classify_batch`.
     blocklist : Blocklist, path or None, default None
         PDQ hashes to block on sight, whatever the scores.
-    max_bytes, max_pixels, max_frames : int
-        Loader limits; see :func:`genguard.load_image`.
+    max_bytes, max_pixels, max_frames, max_work_bytes : int
+        Loader limits; see :func:`genguard.load_image`. ``max_frames`` is the most distinct
+        frames an animation may have: every one is scored, and a file with more is refused.
     skip_minor_below_review : bool, default False
         A throughput option. By default every readable frame is scored on both
         axes (``scores.minor`` is a float). With True, the face stage (face
@@ -89,6 +90,7 @@ class Guard:
         max_bytes: int = MAX_BYTES,
         max_pixels: int = MAX_PIXELS,
         max_frames: int = MAX_FRAMES,
+        max_work_bytes: int = MAX_WORK_BYTES,
         skip_minor_below_review: bool = False,
         hash_frames: bool = False,
         embedder: Embedder | None = None,
@@ -120,7 +122,7 @@ class Guard:
         self.pipeline = Pipeline(
             self.embedder,
             self.head,
-            Limits(max_bytes=max_bytes, max_pixels=max_pixels, max_frames=max_frames),
+            Limits(max_bytes=max_bytes, max_pixels=max_pixels, max_frames=max_frames, max_work_bytes=max_work_bytes),
             on_error=on_error,
             blocklist=_resolve_blocklist(blocklist),
             hash_frames=hash_frames,
@@ -159,7 +161,8 @@ class Guard:
     def limits(self) -> dict[str, int]:
         """The loader limits, as keyword arguments of :func:`genguard.load_image`."""
         lim = self.pipeline.limits
-        return {"max_bytes": lim.max_bytes, "max_pixels": lim.max_pixels, "max_frames": lim.max_frames}
+        return {"max_bytes": lim.max_bytes, "max_pixels": lim.max_pixels, "max_frames": lim.max_frames,
+                "max_work_bytes": lim.max_work_bytes}
 
     def __repr__(self) -> str:
         return f"Guard(backbone={self.embedder.name!r}, head={self.head.identifier!r}, policy={self.policy!r})"

@@ -21,10 +21,11 @@ Stages, per batch of images:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -34,13 +35,16 @@ from genguard.defences.blocklist import FrameHash, pdq_hash
 from genguard.embedders.base import Embedder, ImageEmbedding
 from genguard.errors import GenguardError, ImageLoadError
 from genguard.heads.head import Head, ImageScores
-from genguard.imageio.loader import LoadedImage, load_image
+from genguard.imageio.loader import MAX_WORK_BYTES, LoadedImage, load_image
 from genguard.policy import Policy
 from genguard.verdict import Verdict
 
-__all__ = ["EmbeddingStore", "StagedEmbedder", "Item", "Limits", "Matcher", "Pipeline"]
+__all__ = ["READAHEAD_BYTES", "EmbeddingStore", "Item", "Limits", "Matcher", "Pipeline", "StagedEmbedder"]
 
 logger = logging.getLogger(__name__)
+
+READAHEAD_BYTES: Final = 256 * 1024 * 1024
+"""Decoded frames held ahead of the models for later batches, at most (besides the batch being scored)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,7 @@ class Limits:
     max_bytes: int
     max_pixels: int
     max_frames: int
+    max_work_bytes: int = MAX_WORK_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +126,9 @@ class Pipeline:
     def load(self, image: ImageInput) -> Item:
         """Decode one image and hash its frames; never raises for bad input."""
         try:
-            loaded = load_image(image, max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels,
-                                max_frames=self.limits.max_frames)
+            lim = self.limits
+            loaded = load_image(image, max_bytes=lim.max_bytes, max_pixels=lim.max_pixels, max_frames=lim.max_frames,
+                                max_work_bytes=lim.max_work_bytes)
             pdq: tuple[FrameHash, ...] = ()
             if isinstance(self.blocklist, FrameHasher):  # a blocklist hashes what it matches (dihedral variants too)
                 pdq = tuple(self.blocklist.hash_frames(loaded.frames))
@@ -184,30 +190,49 @@ class Pipeline:
         progress: Callable[[int], None] | None = None,
         workers: int = 2,
     ) -> Iterator[Verdict]:
-        """Verdicts as batches finish; decoding runs up to two batches ahead on ``workers`` threads."""
+        """Verdicts as batches finish; decoding runs up to two batches ahead on ``workers`` threads.
+
+        Read-ahead is bounded in bytes too: a decode thread waits while more than
+        :data:`READAHEAD_BYTES` of decoded frames are held for later batches.
+        """
+        ahead = _ReadAhead(READAHEAD_BYTES, batch_size)
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="genguard-decode") as pool:
             pending: list[Future[Item]] = []
             iterator = iter(images)
             exhausted = False
-            while True:
-                while not exhausted and len(pending) < 2 * batch_size:
-                    try:
-                        image = next(iterator)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    if isinstance(image, np.ndarray):
-                        # Decoding runs ahead of the caller's iterator: a caller that refills
-                        # one buffer (a video reader) must not have later pixels scored here.
-                        image = image.copy()
-                    pending.append(pool.submit(self.load, image))
-                if not pending:
-                    return
-                chunk, pending = pending[:batch_size], pending[batch_size:]
-                verdicts = self.score([f.result() for f in chunk], policy(), batch_size)
-                if progress is not None:
-                    progress(len(verdicts))
-                yield from verdicts
+            submitted = 0
+            try:
+                while True:
+                    while not exhausted and len(pending) < 2 * batch_size:
+                        try:
+                            image = next(iterator)
+                        except StopIteration:
+                            exhausted = True
+                            break
+                        if isinstance(image, np.ndarray):
+                            # Decoding runs ahead of the caller's iterator: a caller that refills
+                            # one buffer (a video reader) must not have later pixels scored here.
+                            image = image.copy()
+                        pending.append(pool.submit(self._load_in_turn, image, submitted, ahead))
+                        submitted += 1
+                    if not pending:
+                        return
+                    chunk, pending = pending[:batch_size], pending[batch_size:]
+                    items = [f.result() for f in chunk]
+                    verdicts = self.score(items, policy(), batch_size)
+                    ahead.release(sum(_held(it) for it in items), len(items))
+                    del items
+                    if progress is not None:
+                        progress(len(verdicts))
+                    yield from verdicts
+            finally:
+                ahead.close()  # a caller that stops early must not leave decode threads waiting
+
+    def _load_in_turn(self, image: ImageInput, index: int, ahead: _ReadAhead) -> Item:
+        ahead.wait_turn(index)
+        item = self.load(image)
+        ahead.hold(_held(item))
+        return item
 
     def embeddings(
         self,
@@ -270,3 +295,43 @@ class Pipeline:
             item.loaded, embeddings, scores, policy, match=match, pdq=tuple(h.hash for h in item.pdq),
             face_based=self.head.metadata.minor_source == "face", backbone=self.embedder.name, head=self.head.identifier,
         )
+
+
+def _held(item: Item) -> int:
+    return 0 if item.loaded is None else sum(f.nbytes for f in item.loaded.frames)
+
+
+class _ReadAhead:
+    """Bounds the decoded bytes held ahead of the models, in bytes, not only in images.
+
+    A decode thread waits before decoding item ``index`` while ``limit`` bytes or more of decoded
+    frames are held and not yet scored, unless the item is in the next batch the scorer waits for.
+    Those never wait, so there is no deadlock: the pool starts items in submission order, so every
+    item the scorer needs has started before any later item can wait.
+    """
+
+    def __init__(self, limit: int, batch: int) -> None:
+        self.limit, self.batch = limit, batch
+        self.held = 0
+        self.consumed = 0
+        self.closed = False
+        self._cond = threading.Condition()
+
+    def wait_turn(self, index: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.closed or self.held < self.limit or index < self.consumed + self.batch)
+
+    def hold(self, nbytes: int) -> None:
+        with self._cond:
+            self.held += nbytes
+
+    def release(self, nbytes: int, count: int) -> None:
+        with self._cond:
+            self.held -= nbytes
+            self.consumed += count
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()

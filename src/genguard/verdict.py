@@ -22,6 +22,7 @@ ReasonCode: TypeAlias = Literal[
     "load_error",
     "frames",
     "subject_locked",
+    "alpha",
 ]
 """Every reason code a verdict can carry; :class:`Reason` documents each one."""
 
@@ -37,10 +38,12 @@ class Scores:
     ``minor`` is a float for every scored image by default. It is None only with the
     throughput option ``Guard(skip_minor_below_review=True)``, for a frame whose sexual
     score is below the review threshold (where no minor score can change the decision).
+    Both are None when nothing was scored because the image could not be read
+    (``Verdict.error`` says why): unknown, never a made-up 1.0 or 0.0.
     """
 
     minor: float | None
-    sexual: float
+    sexual: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,9 @@ class Reason:
     ``review_band``     both scores at or above their review thresholds
     ``hash_match``      the image matched a listed PDQ hash (``distance``, ``bank``, ``label``, ``variant``)
     ``load_error``      the image could not be read; see ``Verdict.error``
-    ``frames``          an animation: how many frames were scored and which decided
+    ``frames``          an animation: frames in the file (``total``), distinct frames scored, which decided
+    ``alpha``           a frame with transparency: the ``views`` scored (``over_white``, ``over_black``,
+                        ``colour``) and the ``deciding`` one
     ``subject_locked``  not scored: the subject is locked by the attempt monitor (``level``); see
                         :class:`genguard.serving.screening.Screening`
     """
@@ -149,7 +154,7 @@ class Verdict:
         scores = data["scores"]
         return cls(
             decision=data["decision"],
-            scores=Scores(None if scores["minor"] is None else float(scores["minor"]), float(scores["sexual"])),
+            scores=Scores(*(None if scores[k] is None else float(scores[k]) for k in ("minor", "sexual"))),
             reasons=reasons,
             error=data.get("error"),
             frame=data.get("frame"),

@@ -18,7 +18,7 @@ from importlib import import_module
 from typing import Final
 
 from genguard import __version__
-from genguard.cli._common import EXIT_OK, EXIT_USAGE, UsageError
+from genguard.cli._common import EXIT_BLOCKED, EXIT_USAGE, UsageError
 from genguard.errors import GenguardError
 
 __all__ = ["main"]
@@ -56,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
+    except BrokenPipeError:  # commands drop output to a closed pipe themselves; here the outcome is unknown
+        return EXIT_BLOCKED
     except (GenguardError, OSError, ValueError, RuntimeError) as exc:
         if args.debug:
             raise

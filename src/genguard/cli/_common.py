@@ -23,6 +23,8 @@ __all__ = [
 EXIT_OK: Final = 0
 EXIT_BLOCKED: Final = 1
 EXIT_USAGE: Final = 2
+MAX_BYTES: Final = 64 * 1024 * 1024
+"""genguard.imageio.MAX_BYTES, kept literal so that ``genguard --help`` imports no image code."""
 
 
 class UsageError(Exception):
@@ -53,13 +55,18 @@ def parse_assume(text: str | None) -> dict[str, int] | None:
     return out
 
 
-def expand(paths: Sequence[str]) -> Iterator[tuple[str, Any]]:
-    """``(label, input)`` pairs: files as paths, folders walked, ``-`` read from stdin."""
+def expand(paths: Sequence[str], max_bytes: int = MAX_BYTES) -> Iterator[tuple[str, Any]]:
+    """``(label, input)`` pairs: files as paths, folders walked, ``-`` read from stdin.
+
+    stdin is read up to ``max_bytes + 1`` bytes, never further: more is refused by the loader
+    as too large. Paths are only named here; the loader opens nothing but regular files.
+    """
     from genguard.imageio.files import iter_image_files
+    from genguard.imageio.loader import read_limited
 
     for p in paths:
         if p == "-":
-            yield "-", sys.stdin.buffer.read()
+            yield "-", read_limited(sys.stdin.buffer, max_bytes)
         elif Path(p).is_dir():
             for f in iter_image_files(p):
                 yield str(f), f

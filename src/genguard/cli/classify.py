@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from genguard.cli._common import EXIT_BLOCKED, EXIT_OK, UsageError, add_guard_options, expand, guard_kwargs
+from genguard.cli._output import Output, escape_label
 
 __all__ = ["register"]
 
@@ -110,20 +111,20 @@ def run(args: argparse.Namespace) -> int:
     # The bar appears only when a run lasts over a second (many images), always on stderr.
     bar = tqdm(unit="img", file=sys.stderr, disable=args.quiet, delay=1.0, mininterval=0.5)
     blocked = 0
+    # A closed pipe (`genguard classify ... | head`) drops the output but not the work: every image is
+    # still screened and recorded, and the exit status still reports a block.
+    out = Output()
     if not args.json:
-        print(f"{'decision':8}  {'minor':>6}  {'sexual':>6}  path  (details)")
+        out.line(f"{'decision':8}  {'minor':>6}  {'sexual':>6}  path  (details)")
     try:
         for i, verdict in enumerate(guard.iter_classify(inputs(), progress=bar.update)):
             label = labels[i]
             blocked += verdict.blocked
             record = {"path": label, **screening.record(verdict, subject=args.subject, source=label).to_dict()}
-            if args.json:
-                print(json.dumps(record), flush=False)
-            else:
-                print(_table_row(label, verdict))
+            out.line(json.dumps(record) if args.json else _table_row(label, verdict))
     finally:
         bar.close()
-        sys.stdout.flush()
+        out.flush()
     return EXIT_BLOCKED if blocked else EXIT_OK
 
 
@@ -140,6 +141,9 @@ def _table_row(label: str, verdict: Any) -> str:
         extra.append("minor skipped: sexual score below review")
     if any(r.code == "hash_match" for r in verdict.reasons):
         extra.append("hash match")
-    tail = f"  ({'; '.join(extra)})" if extra else ""
-    minor = "     -" if verdict.scores.minor is None else f"{verdict.scores.minor:6.3f}"
-    return f"{verdict.decision:8}  {minor}  {verdict.scores.sexual:6.3f}  {label}{tail}"
+    tail = f"  ({escape_label('; '.join(extra))})" if extra else ""
+    return f"{verdict.decision:8}  {_score(verdict.scores.minor)}  {_score(verdict.scores.sexual)}  {escape_label(label)}{tail}"
+
+
+def _score(value: float | None) -> str:
+    return "     -" if value is None else f"{value:6.3f}"

@@ -42,7 +42,7 @@ BATCH_BODY: Final = {
 
 
 class ScoresModel(BaseModel):
-    """Calibrated risk scores in [0, 1]; ``minor`` is null when it was not scored."""
+    """Calibrated risk scores in [0, 1]; ``minor`` is null when it was not scored (``skip_minor_below_review``); both are null (unknown) when the image could not be read (``error`` says why)."""
 
     minor: float | None
     sexual: float | None

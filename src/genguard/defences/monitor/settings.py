@@ -215,8 +215,8 @@ def classify_event(verdict: Verdict, policy: Policy | None, margin: float, probe
     if verdict.decision == "review":
         return NEAR
     s = verdict.scores
-    # minor is None only when the sexual score was below the review threshold and the face stage was skipped.
-    if policy is None or s.minor is None:
+    # minor is None when the face stage was skipped; both are None (unknown) for an unreadable image.
+    if policy is None or s.minor is None or s.sexual is None:
         return None
     if s.minor >= policy.minor_threshold - margin and s.sexual >= policy.sexual_threshold - margin:
         return NEAR

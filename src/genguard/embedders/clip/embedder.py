@@ -17,6 +17,7 @@ import numpy as np
 
 from genguard._types import FloatArray, RGBArray
 from genguard.errors import DeviceError, ModelFileError
+from genguard.embedders.clip.offline import build_model, build_tokenizer
 from genguard.embedders.clip.weights import WEIGHTS_ENV, check_model, download_weights, resolve_weights
 from genguard.embedders.base import ImageEmbedding
 
@@ -101,19 +102,10 @@ class ClipEmbedder:
             from genguard._digest import file_sha256
 
             self._name = f"clip:{model}/{self.weights_path.name}@sha256:{file_sha256(self.weights_path)[:16]}"
-        try:
-            self._model, _, self._preprocess = open_clip.create_model_and_transforms(
-                model,
-                pretrained=str(self.weights_path),
-                precision=precision,
-                device=device,
-                image_mean=tag_cfg.get("mean"),
-                image_std=tag_cfg.get("std"),
-                image_interpolation=tag_cfg.get("interpolation"),
-                image_resize_mode=tag_cfg.get("resize_mode"),
-            )
-        except (RuntimeError, OSError, ValueError, KeyError) as exc:
-            raise ModelFileError(f"{self.weights_path} does not hold weights for OpenCLIP {model!r}: {exc}") from exc
+        # open_clip builds the architecture only; the weights are read here with safetensors (never a
+        # pickle, whatever the file is called) and nothing is fetched: see genguard.embedders.clip.offline.
+        self._model, self._preprocess = build_model(model, self.weights_path, precision=precision, device=device, tag_cfg=dict(tag_cfg))
+        self._cache_dir = None if cache_dir is None else str(cache_dir)
         self._model.eval()
         self._dtype = next(self._model.parameters()).dtype
         self._image_dim = int(self._model.visual.output_dim)
@@ -156,11 +148,10 @@ class ClipEmbedder:
 
     def encode_text(self, texts: Sequence[str]) -> FloatArray:
         """L2-normalised text embeddings (``[len(texts), image_dim]`` float32), for zero-shot heads."""
-        import open_clip
         import torch
 
         if self._tokenizer is None:  # built on first use, and only for zero-shot heads
-            self._tokenizer = open_clip.get_tokenizer(self.model_name)
+            self._tokenizer = build_tokenizer(self.model_name, cache_dir=self._cache_dir)
         tokens = self._tokenizer(list(texts)).to(self.device)
         with torch.inference_mode():
             feats = self._model.encode_text(tokens)

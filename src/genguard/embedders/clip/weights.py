@@ -66,7 +66,7 @@ def _check_safetensors(path: Path, model: str) -> Path:
             f"CLIP weights for {model!r}: {path} does not exist; give a .safetensors file "
             f"(weights=PATH or ${WEIGHTS_ENV}), or run `genguard weights clip:{model}/TAG` on a connected machine"
         )
-    if path.suffix.lower() != ".safetensors":
+    if path.suffix != ".safetensors":  # exact: "w.SAFETENSORS" is not a safetensors name (and is never unpickled)
         hint = (" It is a pickle, which genguard never loads;" if path.suffix.lower() in _PICKLE_SUFFIXES else "")
         raise ModelFileError(
             f"CLIP weights for {model!r} must be a .safetensors file, got {path}.{hint} convert it on a machine "
