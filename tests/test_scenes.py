@@ -43,6 +43,31 @@ def test_scenes_are_deterministic_and_labelled(small_faces: Path, tmp_path: Path
 
 
 @pytest.mark.utkface
+def test_hard_scenes_record_each_faces_kind_and_leave_plain_scenes_unchanged(small_faces: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from genguard.learn.scenes import HARD_KINDS
+
+    plain = build_scenes(small_faces, tmp_path / "plain", n=10, seed=5, split="all")
+    again = build_scenes(small_faces, tmp_path / "again", n=10, seed=5, split="all", hard=False)
+    assert plain.read_text() == again.read_text()  # hard=False is the scene set as it was
+    hard = build_scenes(small_faces, tmp_path / "hard", n=10, seed=5, split="all", hard=True)
+    assert hard.read_text() == build_scenes(small_faces, tmp_path / "hard2", n=10, seed=5, split="all", hard=True).read_text()
+    rows = list(csv.DictReader(hard.open()))
+    kinds = [f["kind"] for r in rows for f in json.loads(r["faces"])]
+    assert set(kinds) <= set(HARD_KINDS) and len(set(kinds)) >= 3
+    for row in rows:
+        faces = json.loads(row["faces"])
+        size = Image.open(hard.parent / row["path"]).size
+        if faces[0]["kind"] == "margin":  # a lone face in a smaller, loosely cropped frame
+            assert len(faces) == 1 and 256 <= size[0] == size[1] <= 640
+            assert 0.29 <= faces[0]["px"] / size[0] <= 0.46
+        else:
+            assert size == (1024, 1024)
+        assert int(row["minor"]) == int(any(f["age"] < 18 for f in faces))
+
+
+@pytest.mark.utkface
 def test_face_recall_counts_hits_by_box_centre(small_faces: Path, tmp_path: Path) -> None:
     manifest = build_scenes(small_faces, tmp_path / "s", n=4, seed=0, split="all")
     rows = list(csv.DictReader(manifest.open()))
