@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Final
 
 import numpy as np
 
@@ -35,9 +35,11 @@ from genguard.defences.blocklist import FrameHash, pdq_hash
 from genguard.embedders.base import Embedder, ImageEmbedding
 from genguard.errors import GenguardError, ImageLoadError
 from genguard.heads.head import Head, ImageScores
-from genguard.imageio.loader import MAX_WORK_BYTES, LoadedImage, load_image
+from genguard.imageio.loader import load_image
 from genguard.policy import Policy
 from genguard.verdict import Verdict
+
+from genguard._stages import EmbeddingStore, FrameHasher, Item, Limits, Matcher, StagedEmbedder
 
 __all__ = ["READAHEAD_BYTES", "EmbeddingStore", "Item", "Limits", "Matcher", "Pipeline", "StagedEmbedder"]
 
@@ -45,61 +47,6 @@ logger = logging.getLogger(__name__)
 
 READAHEAD_BYTES: Final = 256 * 1024 * 1024
 """Decoded frames held ahead of the models for later batches, at most (besides the batch being scored)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Loader limits; see :func:`genguard.load_image`."""
-
-    max_bytes: int
-    max_pixels: int
-    max_frames: int
-    max_work_bytes: int = MAX_WORK_BYTES
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One image after the load stage: decoded frames and their hashes, or the error."""
-
-    loaded: LoadedImage | None
-    error: GenguardError | None
-    pdq: tuple[FrameHash, ...] = ()
-
-
-@runtime_checkable
-class Matcher(Protocol):
-    """What the pipeline needs of a blocklist: the best match among an image's frame hashes."""
-
-    def match_frames(self, hashes: Sequence[FrameHash]) -> Mapping[str, Any] | None: ...
-
-
-@runtime_checkable
-class FrameHasher(Protocol):
-    """A blocklist that computes the frame hashes it matches (:class:`~genguard.defences.blocklist.Blocklist`)."""
-
-    def hash_frames(self, frames: Sequence[RGBArray]) -> Sequence[FrameHash]: ...
-
-
-@runtime_checkable
-class EmbeddingStore(Protocol):
-    """Embeddings already computed, keyed by ``"<sha256 of the input>-<frame index>"``."""
-
-    def get(self, key: str) -> ImageEmbedding | None: ...
-
-    def put(self, key: str, embedding: ImageEmbedding) -> None: ...
-
-
-@runtime_checkable
-class StagedEmbedder(Protocol):
-    """An embedder whose whole-frame and face stages run separately (the bundled backbone)."""
-
-    def embed_images(self, frames: Sequence[RGBArray]) -> list[ImageEmbedding]:
-        """The whole-frame stage alone; faces not searched (``faces_searched=False``)."""
-        ...
-
-    def embed_faces(self, frames: Sequence[RGBArray], images: Sequence[ImageEmbedding]) -> list[ImageEmbedding]:
-        """The face stage for frames whose whole-frame embeddings are ``images``."""
-        ...
 
 
 @dataclass

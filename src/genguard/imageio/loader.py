@@ -16,9 +16,7 @@ rules once, for every entry point:
   could see it, over white, over black, and as its colours without alpha;
 - animations and multi-page files: every frame is decoded, near-identical ones
   kept once, and more than ``max_frames`` distinct frames is refused.
-
-The caller's objects are never modified: arrays are only read, PIL images are
-copied before conversion.
+The caller's objects are never modified (arrays read, PIL images copied first).
 """
 
 from __future__ import annotations
@@ -33,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from genguard._digest import arrays_sha256
 from genguard._types import ImageInput, RGBArray
 from genguard.errors import GenguardError, ImageLoadError, ImageTooLargeError, UnsupportedFormatError
 from genguard.imageio._budget import MAX_WORK_BYTES, plan_reduction
@@ -95,7 +94,7 @@ class LoadedImage:
         Pillow's format name (``"PNG"``, ``"JPEG"``, ...) or None for arrays and in-memory images.
     sha256 : str or None
         Hex sha256 of the input as given: the encoded bytes of a file, bytes or stream; the
-        pixel bytes of an array or PIL image. What the audit log records.
+        pixel bytes of an array; the decoded RGB frames of a PIL image. What the audit log records.
     views : tuple of str
         How each entry of ``frames`` shows its frame: ``""`` for an opaque frame, else
         ``"over_white"``, ``"over_black"`` or ``"colour"`` (alpha ignored).
@@ -174,14 +173,12 @@ def load_image(
     """
     if max_frames < 1:
         raise ValueError(f"max_frames must be at least 1, got {max_frames}")
-    if isinstance(source, np.ndarray):
-        loaded = _from_array(source, max_pixels, max_work_bytes)
-        return replace(loaded, sha256=hashlib.sha256(np.ascontiguousarray(source).tobytes()).hexdigest())
+    if isinstance(source, np.ndarray):  # sha256 of the pixels, hashed in place (no copy)
+        return replace(_from_array(source, max_pixels, max_work_bytes), sha256=arrays_sha256([source]))
     if isinstance(source, Image.Image):
         check_pixels(source.size, max_pixels)
-        loaded = _from_pil(source, fmt=source.format, max_frames=max_frames, max_pixels=max_pixels,
-                           budget=max_work_bytes, own=False)
-        return replace(loaded, sha256=hashlib.sha256(source.tobytes()).hexdigest())
+        loaded = _from_pil(source, fmt=source.format, max_frames=max_frames, max_pixels=max_pixels, budget=max_work_bytes, own=False)
+        return replace(loaded, sha256=arrays_sha256(loaded.frames))
     data = read_bytes(source, max_bytes)
     loaded = _decode(data, max_pixels=max_pixels, max_frames=max_frames, budget=max_work_bytes)
     return replace(loaded, sha256=hashlib.sha256(data).hexdigest())
