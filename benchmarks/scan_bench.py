@@ -1,0 +1,177 @@
+"""Throughput and memory of ``genguard scan``: local and Ray engines beside ``Guard.classify_batch``.
+
+Corpus: ``--images`` benign JPEGs of 512-1024 px (long side), cut at random
+from scikit-image's sample photos, resized and saved at quality 80-95, written
+once into ``--workdir`` (never committed).
+
+Rows, all on the same files and the bundled default Guard:
+
+- ``classify_batch``: ``Guard().classify_batch(paths)``, the issue's baseline;
+- ``classify_batch+pdq``: ``Guard(hash_frames=True).classify_batch(paths)``: the
+  same per-image work as a scan, which stores every image's PDQ hash;
+- ``scan-local``: ``genguard.scan.scan([folder], out)`` in this process;
+- ``scan-ray``: the same with ``engine="ray"`` and ``--ray-workers`` actors of one
+  CPU each, on a local Ray cluster started for the run (its start-up and the
+  actors' model loading are reported apart from the throughput).
+
+Throughput is images per second after start-up: for ``classify_batch``, the
+timed call after an untimed warm-up batch; for the scans, the images scored
+after the first results arrived, over the time from then to the end (the scan's
+``summary["run"]["images_per_second"]``), so model loading, Ray's start and the
+actors' start are not in it; they are reported as ``engine_start_s`` (Guard
+build, or ``ray.init``) and ``first_results_s`` (from the call to the first
+scored images).
+
+``--rss N ...`` runs ``genguard scan`` (the CLI, local engine) in a fresh
+process over a CSV manifest of N rows (the corpus repeated) and reports its peak
+RSS (``wait4``), so memory growth with the size of the scan is visible.
+
+Run::
+
+    python benchmarks/scan_bench.py --images 1000 --rss 1000 20000 --out benchmarks/results/scan_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine  # noqa: E402
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "cat", "coins", "hubble_deep_field",
+          "immunohistochemistry", "moon", "retina", "colorwheel", "brick", "grass", "gravel", "clock")
+
+
+def write_corpus(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    """``n`` benign JPEGs of 512-1024 px: random crops of scikit-image photos (kept between runs)."""
+    import skimage.data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    photos = [np.asarray(getattr(skimage.data, p)()) for p in PHOTOS]
+    photos = [np.stack([a] * 3, -1) if a.ndim == 2 else a[..., :3] for a in photos]
+    paths = []
+    for i in range(n):
+        a = photos[i % len(photos)]
+        h, w = a.shape[:2]
+        ch, cw = int(h * rng.uniform(0.6, 1)), int(w * rng.uniform(0.6, 1))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        side = int(rng.integers(512, 1025))
+        quality = int(rng.integers(80, 96))
+        path = folder / f"img{i:06d}.jpg"
+        if not path.exists():
+            img = Image.fromarray(np.ascontiguousarray(a[y : y + ch, x : x + cw]))
+            s = side / max(ch, cw)
+            img.resize((max(1, round(cw * s)), max(1, round(ch * s))), Image.Resampling.BILINEAR).save(path, quality=quality)
+        paths.append(path)
+    return paths
+
+
+def time_classify(paths: list[Path], **guard_kw: Any) -> dict[str, Any]:
+    from genguard import Guard
+
+    t0 = time.perf_counter()
+    guard = Guard(**guard_kw)
+    startup = time.perf_counter() - t0
+    guard.classify_batch(paths[:8])  # warm-up
+    t0, c0 = time.perf_counter(), time.process_time()
+    guard.classify_batch(paths)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"images": len(paths), "startup_s": round(startup, 2), "seconds": round(wall, 2),
+            "images_per_s": round(len(paths) / wall, 2), "cpu_ms_per_image": round(1000 * cpu / len(paths), 1)}
+
+
+def time_scan(folder: Path, work: Path, engine: str, shard_size: int, **kw: Any) -> dict[str, Any]:
+    from genguard.scan import scan
+
+    out = work / f"out-{engine}"
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    summary = scan([str(folder)], out, engine=engine, shard_size=shard_size, plots=False, **kw)  # type: ignore[arg-type]
+    wall = time.perf_counter() - t0
+    run = summary["run"]
+    return {"images": summary["images"], "errors": summary["errors"], "decisions": summary["decisions"],
+            "shards": summary["shards"]["finished"], "seconds_total": round(wall, 2),
+            "engine_start_s": run["engine_start_seconds"], "first_results_s": run["first_results_seconds"],
+            "images_per_s": run["images_per_second"], "images_per_s_end_to_end": run["images_per_second_end_to_end"]}
+
+
+def peak_rss(paths: list[Path], rows: int, work: Path) -> dict[str, Any]:
+    manifest = work / f"manifest-{rows}.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "id"])
+        for i in range(rows):
+            w.writerow([str(paths[i % len(paths)]), str(i)])
+    out = work / f"out-rss-{rows}"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "genguard.cli", "scan", str(manifest), "--id-column", "id", "--out", str(out), "--quiet"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    summary = json.loads((out / "summary.json").read_text())
+    return {"rows": rows, "exit": os.waitstatus_to_exitcode(status), "scanned": summary["images"],
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "seconds": round(wall, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=1000, help="corpus size (default: 1000)")
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "genguard-scan-bench"))
+    ap.add_argument("--shard-size", type=int, default=250, help="images per shard (default: 250)")
+    ap.add_argument("--ray-workers", type=int, default=2, help="Ray actors, one CPU each (default: 2; 0 skips Ray)")
+    ap.add_argument("--rss", type=int, nargs="*", default=[], help="manifest sizes for the peak-RSS runs")
+    ap.add_argument("--skip", nargs="*", default=[], choices=("classify", "local", "ray"), help="rows to skip")
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    args = ap.parse_args()
+
+    work = Path(args.workdir)
+    paths = write_corpus(work / "corpus", args.images)
+    folder = work / f"corpus-{args.images}"
+    if not folder.exists():  # exactly --images files, linked from the corpus
+        folder.mkdir(parents=True)
+        for p in paths:
+            os.symlink(p, folder / p.name)
+    results: dict[str, Any] = {"machine_before": machine(), "images": args.images, "shard_size": args.shard_size}
+    rows: dict[str, Any] = {}
+    if "classify" not in args.skip:
+        rows["classify_batch"] = time_classify(paths)
+        rows["classify_batch+pdq"] = time_classify(paths, hash_frames=True)
+    if "local" not in args.skip:
+        rows["scan-local"] = time_scan(folder, work, "local", args.shard_size)
+    if "ray" not in args.skip and args.ray_workers > 0:
+        rows["scan-ray"] = time_scan(folder, work, "ray", args.shard_size, workers=args.ray_workers)
+    results["rows"] = rows
+    ratios: dict[str, Any] = {}
+    if "scan-local" in rows and "classify_batch" in rows:
+        ratios["local_vs_classify_batch"] = round(rows["scan-local"]["images_per_s"] / rows["classify_batch"]["images_per_s"], 3)
+        ratios["local_vs_classify_batch+pdq"] = round(rows["scan-local"]["images_per_s"] / rows["classify_batch+pdq"]["images_per_s"], 3)
+    if "scan-ray" in rows and "scan-local" in rows:
+        ratios["ray_vs_local"] = round(rows["scan-ray"]["images_per_s"] / rows["scan-local"]["images_per_s"], 3)
+    results["ratios"] = ratios
+    if args.rss:
+        results["peak_rss"] = [peak_rss(paths, n, work) for n in args.rss]
+    results["machine_after"] = machine()
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
