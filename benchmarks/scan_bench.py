@@ -10,9 +10,9 @@ Rows, all on the same files and the bundled default Guard:
 - ``classify_batch+pdq``: ``Guard(hash_frames=True).classify_batch(paths)``: the
   same per-image work as a scan, which stores every image's PDQ hash;
 - ``scan-local``: ``genguard.scan.scan([folder], out)`` in this process;
-- ``scan-ray``: the same with ``engine="ray"`` and ``--ray-workers`` actors of one
-  CPU each, on a local Ray cluster started for the run (its start-up and the
-  actors' model loading are reported apart from the throughput).
+- ``scan-ray-N``: the same with ``engine="ray"`` and N actors of one CPU each
+  (``--ray-workers``), on a local Ray cluster started for the row (its start-up
+  and the actors' model loading are reported apart from the throughput).
 
 Throughput is images per second after start-up: for ``classify_batch``, the
 timed call after an untimed warm-up batch; for the scans, the images scored
@@ -97,16 +97,18 @@ def time_classify(paths: list[Path], **guard_kw: Any) -> dict[str, Any]:
 def time_scan(folder: Path, work: Path, engine: str, shard_size: int, **kw: Any) -> dict[str, Any]:
     from genguard.scan import scan
 
-    out = work / f"out-{engine}"
+    out = work / f"out-{engine}-{kw.get('workers', 1)}"
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     summary = scan([str(folder)], out, engine=engine, shard_size=shard_size, plots=False, **kw)  # type: ignore[arg-type]
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     run = summary["run"]
     return {"images": summary["images"], "errors": summary["errors"], "decisions": summary["decisions"],
             "shards": summary["shards"]["finished"], "seconds_total": round(wall, 2),
             "engine_start_s": run["engine_start_seconds"], "first_results_s": run["first_results_seconds"],
-            "images_per_s": run["images_per_second"], "images_per_s_end_to_end": run["images_per_second_end_to_end"]}
+            "images_per_s": run["images_per_second"], "images_per_s_end_to_end": run["images_per_second_end_to_end"],
+            # this process only: the whole scan for the local engine, the driver alone for Ray
+            "cpu_ms_per_image_this_process": round(1000 * cpu / max(1, summary["images"]), 1)}
 
 
 def peak_rss(paths: list[Path], rows: int, work: Path) -> dict[str, Any]:
@@ -133,7 +135,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=1000, help="corpus size (default: 1000)")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "genguard-scan-bench"))
     ap.add_argument("--shard-size", type=int, default=250, help="images per shard (default: 250)")
-    ap.add_argument("--ray-workers", type=int, default=2, help="Ray actors, one CPU each (default: 2; 0 skips Ray)")
+    ap.add_argument("--ray-workers", type=int, nargs="*", default=[2], help="Ray actor counts to run, one CPU each (default: 2)")
     ap.add_argument("--rss", type=int, nargs="*", default=[], help="manifest sizes for the peak-RSS runs")
     ap.add_argument("--skip", nargs="*", default=[], choices=("classify", "local", "ray"), help="rows to skip")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
@@ -153,15 +155,17 @@ def main() -> None:
         rows["classify_batch+pdq"] = time_classify(paths, hash_frames=True)
     if "local" not in args.skip:
         rows["scan-local"] = time_scan(folder, work, "local", args.shard_size)
-    if "ray" not in args.skip and args.ray_workers > 0:
-        rows["scan-ray"] = time_scan(folder, work, "ray", args.shard_size, workers=args.ray_workers)
+    if "ray" not in args.skip:
+        for n in args.ray_workers:
+            rows[f"scan-ray-{n}"] = time_scan(folder, work, "ray", args.shard_size, workers=n)
     results["rows"] = rows
     ratios: dict[str, Any] = {}
     if "scan-local" in rows and "classify_batch" in rows:
         ratios["local_vs_classify_batch"] = round(rows["scan-local"]["images_per_s"] / rows["classify_batch"]["images_per_s"], 3)
         ratios["local_vs_classify_batch+pdq"] = round(rows["scan-local"]["images_per_s"] / rows["classify_batch+pdq"]["images_per_s"], 3)
-    if "scan-ray" in rows and "scan-local" in rows:
-        ratios["ray_vs_local"] = round(rows["scan-ray"]["images_per_s"] / rows["scan-local"]["images_per_s"], 3)
+    for name in [r for r in rows if r.startswith("scan-ray-")]:
+        if "scan-local" in rows:
+            ratios[f"{name[5:]}_vs_local"] = round(rows[name]["images_per_s"] / rows["scan-local"]["images_per_s"], 3)
     results["ratios"] = ratios
     if args.rss:
         results["peak_rss"] = [peak_rss(paths, n, work) for n in args.rss]

@@ -104,7 +104,8 @@ def run_ray(
     except ImportError as exc:
         raise ImportError("the ray engine needs Ray Data: pip install 'genguard[ray]'") from exc
     t0 = time.perf_counter()
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         if os.environ.get("RAY_ADDRESS"):
             ray.init(log_to_driver=False)
         else:
@@ -112,24 +113,27 @@ def run_ray(
             ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     startup = time.perf_counter() - t0
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
+    saved = ctx.enable_progress_bars, ctx.max_errored_blocks
+    ctx.enable_progress_bars = False  # genguard's own bar counts images
     ctx.max_errored_blocks = -1  # a block that keeps failing drops its rows: its shard stays unfinished and is retried
-    by_name = {s.name: s for s in shards}
-    specs = [{"spec": s.to_json()} for s in shards]
-    ds: Any = ray.data.from_items(specs, override_num_blocks=max(1, len(specs)))
-    ds = ds.map_batches(_read_shards, fn_kwargs={"max_bytes": max_bytes, "block_rows": block_rows}, batch_size=1,
-                        batch_format="pyarrow", num_cpus=0.25, compute=ray.data.TaskPoolStrategy(size=max(1, workers)))
-    ds = ds.map_batches(_GuardActor, fn_constructor_args=(factory,), batch_size=None, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
-                        num_gpus=gpus_per_worker or None)
-    gather = _Gatherer(by_name, commit, progress)
+    gather = _Gatherer({s.name: s for s in shards}, commit, progress)
     failures: dict[str, str] = {}
     try:
+        ds: Any = ray.data.from_items([{"spec": s.to_json()} for s in shards], override_num_blocks=max(1, len(shards)))
+        ds = ds.map_batches(_read_shards, fn_kwargs={"max_bytes": max_bytes, "block_rows": block_rows}, batch_size=1,
+                            batch_format="pyarrow", num_cpus=0.25, compute=ray.data.TaskPoolStrategy(size=max(1, workers)))
+        ds = ds.map_batches(_GuardActor, fn_constructor_args=(factory,), batch_size=None, batch_format="pyarrow",
+                            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
+                            num_gpus=gpus_per_worker or None)
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             gather.add(batch)
     except Exception as exc:  # the job failed: shards not committed are retried by the caller
         logger.warning("Ray job failed: %r", exc)
         failures.update({s.name: f"{type(exc).__name__}: {exc}" for s in shards})
+    finally:
+        ctx.enable_progress_bars, ctx.max_errored_blocks = saved
+        if started:  # a cluster this call started (or joined) is left when it is done
+            ray.shutdown()
     for s in shards:
         if s.name in gather.committed:
             failures.pop(s.name, None)
