@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except ScanSourceError as exc:
         raise UsageError(str(exc)) from exc
-    print(json.dumps(summary, indent=2))
+    # The exact score histograms stay in OUT/summary.json; the rest is the command's output.
+    print(json.dumps({k: v for k, v in summary.items() if k != "score_histograms"}, indent=2))
     if summary["shards"]["failed"]:
         return EXIT_INCOMPLETE
     return EXIT_BLOCKED if summary["decisions"].get("block") else EXIT_OK

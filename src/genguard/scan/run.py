@@ -178,6 +178,7 @@ def _summarise(store: ShardStore, shards: Sequence[Shard], failures: dict[str, s
         n = max(len(sample["minor"]), len(sample["sexual"]))
         pts = [{"minor": sample["minor"][i] if i < len(sample["minor"]) else None,
                 "sexual": sample["sexual"][i] if i < len(sample["sexual"]) else None} for i in range(n)]
-        plot_score_histograms(pts, policy.minor_threshold, policy.sexual_threshold, store.root / "score_histograms.png")
-        summary["plots"] = {"score_histograms.png": f"first {n} scored images of the finished shards"}
+        path = plot_score_histograms(pts, policy.minor_threshold, policy.sexual_threshold, store.root / "score_histograms.png")
+        if path is not None:  # None when no minor score was computed (the default skip, on benign data)
+            summary["plots"] = {path.name: f"the first {n} scored images of the finished shards"}
     return summary

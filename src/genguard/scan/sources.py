@@ -140,7 +140,8 @@ def plan_shards(
     for src, images in loose:
         for start in range(0, len(images), shard_size):
             part = tuple(images[start : start + shard_size])
-            shards.append(Shard(_name(src, f"files:{start}:{len(part)}", *part), "files", src, paths=part, size=len(part)))
+            shards.append(Shard(_name(src, f"files:{start}:{len(part)}", *map(os.path.abspath, part)), "files", src,
+                                paths=part, size=len(part)))
     names = [s.name for s in shards]
     if len(set(names)) != len(names):
         raise ScanSourceError("the same source was given twice; each shard may be scanned only once")
