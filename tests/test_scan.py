@@ -96,6 +96,15 @@ def read_rows(out: Path) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------- sources
+@pytest.mark.parametrize("name", ["genguard.scan.sources", "genguard.scan.output"])
+def test_docstring_examples(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
+
+
 def test_plan_folder_glob_and_manifests(tmp_path: Path) -> None:
     paths = write_images(tmp_path / "imgs", 5)
     assert [s.size for s in plan_shards([str(tmp_path / "imgs")], shard_size=2)] == [2, 2, 1]

@@ -50,7 +50,17 @@ SCHEMA: Final = pa.schema(
 
 
 class ShardStore:
-    """The output folder of a scan: finished shards, atomic commits, the done manifest."""
+    """The output folder of a scan: finished shards, atomic commits, the done manifest.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = ShardStore(tempfile.mkdtemp())
+    >>> store.commit("part-1", SCHEMA.empty_table())["rows"]
+    0
+    >>> sorted(store.done())
+    ['part-1']
+    """
 
     def __init__(self, out: str | os.PathLike[str]) -> None:
         self.root = Path(out)

@@ -76,7 +76,14 @@ class Shard:
     size: int | None = None
 
     def to_json(self) -> str:
-        """This shard as JSON (to travel as a row of a Ray dataset); :meth:`from_json` reverses it."""
+        """This shard as JSON (to travel as a row of a Ray dataset); :meth:`from_json` reverses it.
+
+        Examples
+        --------
+        >>> shard = Shard("imgs-0123456789", "files", "imgs", paths=("imgs/a.png", "imgs/b.png"), size=2)
+        >>> Shard.from_json(shard.to_json()) == shard
+        True
+        """
         return json.dumps({f: getattr(self, f) for f in self.__dataclass_fields__})
 
     @classmethod
