@@ -22,9 +22,13 @@ actors' start are not in it; they are reported as ``engine_start_s`` (Guard
 build, or ``ray.init``) and ``first_results_s`` (from the call to the first
 scored images).
 
-``--rss N ...`` runs ``genguard scan`` (the CLI, local engine) in a fresh
-process over a CSV manifest of N rows (the corpus repeated) and reports its peak
-RSS (``wait4``), so memory growth with the size of the scan is visible.
+``--rss N ...`` runs ``genguard scan`` (the CLI, local engine, shards of 100) in a
+fresh process over a CSV manifest of N rows (the corpus repeated) and reports
+its peak RSS (``wait4``) and the highest RSS sampled during each quarter of the
+rows (every 2 s), so memory growth with the size of the scan is visible.
+
+``--paper RESULTS`` recomputes, from a results file, how many nodes 100 million
+images a day need on CPU and on GPU (``on_paper``; the method is in docs/scan.md).
 
 Run::
 
@@ -41,6 +45,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -111,7 +116,18 @@ def time_scan(folder: Path, work: Path, engine: str, shard_size: int, **kw: Any)
             "cpu_ms_per_image_this_process": round(1000 * cpu / max(1, summary["images"]), 1)}
 
 
+def _rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def peak_rss(paths: list[Path], rows: int, work: Path) -> dict[str, Any]:
+    """Run the CLI over a manifest of ``rows`` images; its peak RSS, and its RSS as the finished rows grow."""
     manifest = work / f"manifest-{rows}.csv"
     with open(manifest, "w", newline="") as f:
         w = csv.writer(f)
@@ -120,14 +136,74 @@ def peak_rss(paths: list[Path], rows: int, work: Path) -> dict[str, Any]:
             w.writerow([str(paths[i % len(paths)]), str(i)])
     out = work / f"out-rss-{rows}"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "genguard.cli", "scan", str(manifest), "--id-column", "id", "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "genguard.cli", "scan", str(manifest), "--id-column", "id", "--out", str(out),
+           "--shard-size", "100", "--quiet"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    samples: list[tuple[int, float]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(2.0):
+            done = out / "done.jsonl"
+            finished = sum(json.loads(x)["rows"] for x in done.read_text().splitlines()) if done.exists() else 0
+            rss = _rss_mib(proc.pid)
+            if rss is not None:
+                samples.append((finished, rss))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    stop.set()
+    thread.join()
     wall = time.perf_counter() - t0
     summary = json.loads((out / "summary.json").read_text())
+    # the highest RSS seen while each quarter of the rows was being scanned
+    quarters = {f"{q * 25}%": round(max((r for n, r in samples if (q - 1) * rows / 4 <= n < q * rows / 4 or (q == 4 and n >= rows)),
+                                         default=float("nan")), 1) for q in (1, 2, 3, 4)}
     return {"rows": rows, "exit": os.waitstatus_to_exitcode(status), "scanned": summary["images"],
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "seconds": round(wall, 1)}
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "rss_mib_by_quarter": quarters, "seconds": round(wall, 1)}
+
+
+PER_DAY = 100_000_000
+
+
+def on_paper(results: dict[str, Any], run_py: dict[str, Any] | None, node_cores: int) -> dict[str, Any]:
+    """Nodes for 100 million images a day, from CPU time per image measured here (see docs/scan.md).
+
+    A CPU node does all the work on its cores; a GPU node runs the three ONNX models
+    on the GPU (its capacity is assumed not to bind: not measured here) and the rest
+    (decode, pre/post-processing, PDQ, face finding, rows) on its cores. Worker scaling
+    is taken as measured (Ray, 2 actors vs 1) and as perfect.
+    """
+    rows = results["rows"]
+    need = PER_DAY / 86_400
+    out: dict[str, Any] = {"images_per_second_needed": round(need, 1), "node_cores": node_cores}
+    cpu_ms = rows["scan-local"]["cpu_ms_per_image_this_process"]
+    pdq_ms = rows["classify_batch+pdq"]["cpu_ms_per_image"] - rows["classify_batch"]["cpu_ms_per_image"]
+    out["measured"] = {"scan_cpu_ms_per_image": cpu_ms, "pdq_cpu_ms_per_image": round(pdq_ms, 1)}
+    scaling = None
+    if "scan-ray-1" in rows and "scan-ray-2" in rows:
+        scaling = rows["scan-ray-2"]["images_per_s"] / (2 * rows["scan-ray-1"]["images_per_s"])
+        out["measured"]["ray_scaling_efficiency_2_vs_1"] = round(scaling, 3)
+    cases: dict[str, float] = {"cpu_everyday": cpu_ms}
+    if run_py is not None:
+        model_ms = run_py["profile_1024_jpeg_batch8"]["model_ms_per_image"]
+        full = next(r["cpu_ms_per_image"] for r in run_py["rows"] if r["pipeline"] == "bundled-full-scores" and r["input"] == "1024-jpeg")
+        plain = next(r["cpu_ms_per_image"] for r in run_py["rows"] if r["pipeline"] == "bundled" and r["input"] == "1024-jpeg" and r["batch"] == 8)
+        face_ms = full - plain  # the face stage, for an image whose sexual score reaches review
+        out["from_benchmarks_run_py"] = {"model_ms_per_image": round(model_ms, 1), "face_stage_cpu_ms_per_image": round(face_ms, 1)}
+        cases["gpu_everyday"] = max(cpu_ms - model_ms, 1.0)
+        cases["cpu_every_image_through_face_stage"] = cpu_ms + face_ms
+        cases["gpu_every_image_through_face_stage"] = max(cpu_ms - model_ms, 1.0) + face_ms
+    for name, ms in cases.items():
+        per_core = 1000.0 / ms
+        entry = {"cpu_ms_per_image": round(ms, 1), "images_per_s_per_core": round(per_core, 2),
+                 "nodes_perfect_scaling": round(need / (node_cores * per_core), 2)}
+        if scaling is not None:
+            entry["nodes_measured_scaling"] = round(need / (node_cores * per_core * scaling), 2)
+        out[name] = entry
+    return out
 
 
 def main() -> None:
@@ -139,7 +215,15 @@ def main() -> None:
     ap.add_argument("--rss", type=int, nargs="*", default=[], help="manifest sizes for the peak-RSS runs")
     ap.add_argument("--skip", nargs="*", default=[], choices=("classify", "local", "ray"), help="rows to skip")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--paper", default=None, metavar="RESULTS",
+                    help="only recompute the 100-million-a-day estimate from a results file of this script")
+    ap.add_argument("--node-cores", type=int, default=32, help="cores per node for the estimate (default: 32)")
     args = ap.parse_args()
+    run_py_path = Path(__file__).resolve().parent / "results.json"
+    run_py = json.loads(run_py_path.read_text()) if run_py_path.exists() else None
+    if args.paper:
+        print(json.dumps(on_paper(json.loads(Path(args.paper).read_text()), run_py, args.node_cores), indent=2))
+        return
 
     work = Path(args.workdir)
     paths = write_corpus(work / "corpus", args.images)
@@ -167,6 +251,8 @@ def main() -> None:
         if "scan-local" in rows:
             ratios[f"{name[5:]}_vs_local"] = round(rows[name]["images_per_s"] / rows["scan-local"]["images_per_s"], 3)
     results["ratios"] = ratios
+    if {"scan-local", "classify_batch", "classify_batch+pdq"} <= set(rows):
+        results["on_paper"] = on_paper(results, run_py, args.node_cores)
     if args.rss:
         results["peak_rss"] = [peak_rss(paths, n, work) for n in args.rss]
     results["machine_after"] = machine()

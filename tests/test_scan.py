@@ -192,6 +192,39 @@ def test_process_pool_retries_the_shard_of_a_crashed_worker(tmp_path: Path) -> N
     assert sorted(Path(r["id"]).name for r in read_rows(tmp_path / "out")) == [p.name for p in paths]
 
 
+def test_blocklist_and_audit_log_work_as_in_classify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ScreeningSettings wires --blocklist and --audit-log into each worker's Screening (stub backbone in place of the models)."""
+    import genguard.guard as guard_module
+    from genguard.cli import main
+    from genguard.defences.audit import AuditLog
+    from genguard.defences.blocklist import hash_image
+    from genguard.scan import ScreeningSettings
+    from skimage import data
+
+    real = guard_module.Guard
+
+    def stub_guard(backbone: str = "bundled", *, head: Any = None, device: str = "cpu", **kw: Any) -> Any:
+        return real(embedder=ScoreEmbedder(), head=ScoreHead(POLICY), **kw)
+
+    monkeypatch.setattr(guard_module, "Guard", stub_guard)
+    monkeypatch.setattr(ScreeningSettings, "policy", lambda self: Policy(**POLICY))
+    paths = write_images(tmp_path / "imgs", 3)
+    photo = np.array(Image.fromarray(data.coffee()).resize((96, 64)))
+    photo[0, 0] = (10, 10, 0)  # scores 0.1 / 0.1: "allow" on scores alone
+    Image.fromarray(photo).save(tmp_path / "imgs" / "listed.png")
+    (tmp_path / "hashes.txt").write_text(f"# known image\n{hash_image(tmp_path / 'imgs' / 'listed.png')}\n")
+    audit = tmp_path / "audit.jsonl"
+    code = main(["scan", str(tmp_path / "imgs"), "--out", str(tmp_path / "out"), "--blocklist", str(tmp_path / "hashes.txt"),
+                 "--audit-log", str(audit), "--quiet"])
+    assert code == 1
+    rows = {Path(r["id"]).name: r for r in read_rows(tmp_path / "out")}
+    assert rows["listed.png"]["decision"] == "block" and "hash_match" in rows["listed.png"]["reasons"]
+    assert [rows[p.name]["decision"] for p in paths] == DECISIONS[:3]
+    records = list(AuditLog(audit).records())
+    assert sorted(r["source"] for r in records) == sorted(r["source"] for r in rows.values())
+    assert {r["source"]: r["sha256"] for r in records} == {r["source"]: r["sha256"] for r in rows.values()}
+
+
 # ------------------------------------------------------------------- resume
 def test_scan_killed_halfway_and_rerun_writes_every_row_once(tmp_path: Path) -> None:
     paths = write_images(tmp_path / "imgs", 300)
