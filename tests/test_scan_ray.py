@@ -41,13 +41,17 @@ def _rows(out: Path) -> list[tuple[Any, ...]]:
 
 @pytest.mark.slow  # a local Ray cluster and two actors: about a minute on 2 cores
 def test_engines_agree_on_300_files(tmp_path: Path, ray_cluster: Any) -> None:
-    write_images(tmp_path / "imgs", 200, corrupt=(7, 150))
+    """Local and Ray rows are identical, although a Ray actor dies halfway (its work is redone)."""
+    paths = write_images(tmp_path / "imgs", 200, corrupt=(7, 150))
+    paths[100].write_bytes(painted_png(0.1, 0.1, 99))  # with a crash marker, the stub's process dies on first sight of it
     write_wds(tmp_path / "00000.tar", 60, corrupt=11)
     table = pa.table({"image": [painted_png(0.9, 0.9, 12) for _ in range(39)] + [b"junk"], "key": [f"p{i}" for i in range(40)]})
     pq.write_table(table, tmp_path / "m.parquet", row_group_size=16)
     sources = [str(tmp_path / "imgs"), str(tmp_path / "00000.tar"), str(tmp_path / "m.parquet")]
     local = scan(sources, tmp_path / "local", guard=StubFactory(), shard_size=64, id_column="key")
-    remote = scan(sources, tmp_path / "ray", guard=StubFactory(), shard_size=64, id_column="key", engine="ray", workers=2)
+    crashing = StubFactory(crash_marker=str(tmp_path / "crashed"))  # one actor dies mid-shard, as on an OOM kill
+    remote = scan(sources, tmp_path / "ray", guard=crashing, shard_size=64, id_column="key", engine="ray", workers=2)
+    assert (tmp_path / "crashed").exists()
     assert local["images"] == remote["images"] == 300
     assert local["errors"] == remote["errors"] == 4
     assert _rows(tmp_path / "local") == _rows(tmp_path / "ray")
