@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ def test_engines_agree_on_300_files(tmp_path: Path, ray_cluster: Any) -> None:
     write_wds(tmp_path / "00000.tar", 60, corrupt=11)
     table = pa.table({"image": [painted_png(0.9, 0.9, 12) for _ in range(39)] + [b"junk"], "key": [f"p{i}" for i in range(40)]})
     pq.write_table(table, tmp_path / "m.parquet", row_group_size=16)
-    sources = [str(tmp_path / "imgs"), str(tmp_path / "00000.tar"), str(tmp_path / "m.parquet")]
+    tarfile.open(tmp_path / "00001.tar", "w").close()  # an empty shard: finished, with no rows
+    sources = [str(tmp_path / "imgs"), str(tmp_path / "00000.tar"), str(tmp_path / "00001.tar"), str(tmp_path / "m.parquet")]
     local = scan(sources, tmp_path / "local", guard=StubFactory(), shard_size=64, id_column="key")
     crashing = StubFactory(crash_marker=str(tmp_path / "crashed"))  # one actor dies mid-shard, as on an OOM kill
     remote = scan(sources, tmp_path / "ray", guard=crashing, shard_size=64, id_column="key", engine="ray", workers=2)
@@ -56,6 +58,7 @@ def test_engines_agree_on_300_files(tmp_path: Path, ray_cluster: Any) -> None:
     assert local["errors"] == remote["errors"] == 4
     assert _rows(tmp_path / "local") == _rows(tmp_path / "ray")
     assert remote["run"]["engine"] == "ray" and remote["shards"]["failed"] == 0
+    assert local["shards"]["finished"] == remote["shards"]["finished"] == local["shards"]["planned"]
 
 
 @pytest.mark.slow

@@ -2,8 +2,8 @@
 
 Pipeline::
 
-    from_items(shard specs) -> map_batches(read, generator: whole Guard batches per block)
-        -> map_batches(_GuardActor, concurrency=workers, num_cpus / num_gpus per actor)
+    from_items(shard specs) -> map_batches(read: one row per chunk of whole Guard batches)
+        -> map_batches(_GuardActor, 4 chunks a call, ActorPoolStrategy(size=workers), num_cpus / num_gpus per actor)
         -> iter_batches at the driver -> rows gathered per shard -> ShardStore.commit (atomic)
 
 The driver writes each shard's Parquet file once all its rows have arrived,
@@ -28,37 +28,43 @@ __all__ = ["run_ray"]
 
 logger = logging.getLogger(__name__)
 
-_RECORD = pa.schema([("shard", pa.string()), ("index", pa.int64()), ("source", pa.string()), ("id", pa.string()),
-                     ("data", pa.binary()), ("error", pa.string()), ("total", pa.int64())])
+_CHUNK = pa.schema([
+    ("shard", pa.string()), ("first", pa.int64()), ("total", pa.int64()),
+    ("index", pa.list_(pa.int64())), ("source", pa.list_(pa.string())), ("id", pa.list_(pa.string())),
+    ("data", pa.list_(pa.large_binary())), ("error", pa.list_(pa.string())),
+])
+"""One row per chunk: ``block_rows`` consecutive records of one shard, starting at index ``first`` (a multiple of
+``block_rows``). Ray slices and merges blocks only between rows, so a chunk always reaches one actor whole."""
+
+_TARGET_BLOCK_BYTES = 4 << 20
+"""Ray Data's target block size during a scan: blocks of a chunk or two, so that work streams to the actors."""
 
 
 def _read_shards(batch: pa.Table, max_bytes: int, block_rows: int) -> Iterator[pa.Table]:
-    """Read task: each shard spec into blocks of ``block_rows`` records (whole Guard batches)."""
+    """Read task: each shard spec into chunk rows; the shard's last chunk carries its record count (``total``)."""
     for spec in batch.column("spec").to_pylist():
         shard = Shard.from_json(spec)
-        block: list[Record] = []
+        chunk: list[Record] = []
         full: list[Record] | None = None  # held back until we know whether it is the last
         n = 0
         for rec in iter_records(shard, max_bytes=max_bytes):
             if full is not None:
-                yield _records_table(full, -1)
+                yield _chunk_row(shard.name, full, -1)
                 full = None
-            block.append(rec)
+            chunk.append(rec)
             n += 1
-            if len(block) == block_rows:
-                full, block = block, []
-        last = full if full is not None else block
-        # The shard's last block says how many records it has; an empty shard sends one marker row (index -1).
-        yield _records_table(last, n) if last else _records_table([Record(shard.name, -1, "", "", None)], 0)
+            if len(chunk) == block_rows:
+                full, chunk = chunk, []
+        yield _chunk_row(shard.name, full if full is not None else chunk, n)  # an empty shard: one empty chunk
 
 
-def _records_table(block: Sequence[Record], total: int) -> pa.Table:
-    cols: dict[str, list[Any]] = {f: [getattr(r, f) for r in block] for f in ("shard", "index", "source", "id", "data", "error")}
-    return pa.table({**cols, "total": [total] * len(block)}, schema=_RECORD)
+def _chunk_row(shard: str, chunk: Sequence[Record], total: int) -> pa.Table:
+    row: dict[str, list[Any]] = {f: [[getattr(r, f) for r in chunk]] for f in ("index", "source", "id", "data", "error")}
+    return pa.table({"shard": [shard], "first": [chunk[0].index if chunk else 0], "total": [total], **row}, schema=_CHUNK)
 
 
 class _GuardActor:
-    """Actor: one Guard; each block of records in, their rows out (with ``total``; marker rows pass through)."""
+    """Actor: one Guard; chunk rows in, one output row per record out (plus ``total``; index -1 marks an empty shard)."""
 
     def __init__(self, factory: ScreeningFactory) -> None:
         from genguard.scan.worker import ShardScanner
@@ -66,19 +72,31 @@ class _GuardActor:
         self.scanner = ShardScanner(factory)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow.compute as pc
-
+        chunks = sorted(batch.to_pylist(), key=lambda c: (c["shard"], c["first"]))
         out = []
-        for shard in sorted(set(batch.column("shard").to_pylist())):
-            part = batch.filter(pc.equal(batch.column("shard"), shard)).sort_by("index")
-            markers = part.filter(pc.equal(part.column("index"), -1))
-            part = part.filter(pc.not_equal(part.column("index"), -1))
-            if part.num_rows:
-                recs = [Record(**{k: v for k, v in r.items() if k != "total"}) for r in part.to_pylist()]
-                out.append(self.scanner.table(recs).append_column("total", part.column("total")))
-            if markers.num_rows:
-                out.append(markers.select(["shard", "index", "total"]))
-        return pa.concat_tables(out, promote_options="default")
+        run: list[dict[str, Any]] = []
+        for c in chunks + [None]:
+            # Consecutive chunks of a shard go to the Guard as one stream (its decode threads read ahead);
+            # every stream starts at a chunk start, so the Guard forms the local engine's batches.
+            if run and (c is None or c["shard"] != run[-1]["shard"] or c["first"] != run[-1]["first"] + len(run[-1]["index"])):
+                out.append(self._score(run))
+                run = []
+            if c is not None:
+                run.append(c)
+        return pa.concat_tables(out)
+
+    def _score(self, run: list[dict[str, Any]]) -> pa.Table:
+        from genguard.scan.output import SCHEMA
+
+        shard = run[0]["shard"]
+        recs = [Record(shard, *fields) for c in run for fields in zip(c["index"], c["source"], c["id"], c["data"], c["error"])]
+        total = max(c["total"] for c in run)
+        if not recs:  # an empty shard: one marker row says so
+            marker = {name: [None] for name in SCHEMA.names} | {"shard": [shard], "index": [-1]}
+            return pa.table(marker, schema=SCHEMA).append_column("total", pa.array([total], pa.int64()))
+        table = self.scanner.table(recs)
+        totals = [-1] * (table.num_rows - 1) + [total]  # the shard's count rides on its last record, if in this run
+        return table.append_column("total", pa.array(totals, pa.int64()))
 
 
 def run_ray(
@@ -113,8 +131,9 @@ def run_ray(
             ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     startup = time.perf_counter() - t0
     ctx = ray.data.DataContext.get_current()
-    saved = ctx.enable_progress_bars, ctx.max_errored_blocks
+    saved = ctx.enable_progress_bars, ctx.max_errored_blocks, ctx.target_max_block_size
     ctx.enable_progress_bars = False  # genguard's own bar counts images
+    ctx.target_max_block_size = _TARGET_BLOCK_BYTES
     ctx.max_errored_blocks = -1  # a block that keeps failing drops its rows: its shard stays unfinished and is retried
     gather = _Gatherer({s.name: s for s in shards}, commit, progress)
     failures: dict[str, str] = {}
@@ -122,7 +141,7 @@ def run_ray(
         ds: Any = ray.data.from_items([{"spec": s.to_json()} for s in shards], override_num_blocks=max(1, len(shards)))
         ds = ds.map_batches(_read_shards, fn_kwargs={"max_bytes": max_bytes, "block_rows": block_rows}, batch_size=1,
                             batch_format="pyarrow", num_cpus=0.25, compute=ray.data.TaskPoolStrategy(size=max(1, workers)))
-        ds = ds.map_batches(_GuardActor, fn_constructor_args=(factory,), batch_size=None, batch_format="pyarrow",
+        ds = ds.map_batches(_GuardActor, fn_constructor_args=(factory,), batch_size=4, batch_format="pyarrow",
                             compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
                             num_gpus=gpus_per_worker or None)
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -131,7 +150,7 @@ def run_ray(
         logger.warning("Ray job failed: %r", exc)
         failures.update({s.name: f"{type(exc).__name__}: {exc}" for s in shards})
     finally:
-        ctx.enable_progress_bars, ctx.max_errored_blocks = saved
+        ctx.enable_progress_bars, ctx.max_errored_blocks, ctx.target_max_block_size = saved
         if started:  # a cluster this call started (or joined) is left when it is done
             ray.shutdown()
     for s in shards:
