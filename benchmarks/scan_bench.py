@@ -221,14 +221,19 @@ def main() -> None:
     ap.add_argument("--rss", type=int, nargs="*", default=[], help="manifest sizes for the peak-RSS runs")
     ap.add_argument("--skip", nargs="*", default=[], choices=("classify", "local", "ray"), help="rows to skip")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
-    ap.add_argument("--paper", default=None, metavar="RESULTS",
-                    help="only recompute the 100-million-a-day estimate from a results file of this script")
+    ap.add_argument("--paper", nargs="+", default=None, metavar="RESULTS",
+                    help="only recompute the 100-million-a-day estimate from results files of this script "
+                    "(the scan-ray-* rows of a later file replace the first file's)")
     ap.add_argument("--node-cores", type=int, default=32, help="cores per node for the estimate (default: 32)")
     args = ap.parse_args()
     run_py_path = Path(__file__).resolve().parent / "results.json"
     run_py = json.loads(run_py_path.read_text()) if run_py_path.exists() else None
     if args.paper:
-        print(json.dumps(on_paper(json.loads(Path(args.paper).read_text()), run_py, args.node_cores), indent=2))
+        results = json.loads(Path(args.paper[0]).read_text())
+        for extra in args.paper[1:]:
+            ray_rows = {k: v for k, v in json.loads(Path(extra).read_text())["rows"].items() if k.startswith("scan-ray-")}
+            results["rows"] = {k: v for k, v in results["rows"].items() if not k.startswith("scan-ray-")} | ray_rows
+        print(json.dumps(on_paper(results, run_py, args.node_cores), indent=2))
         return
 
     work = Path(args.workdir)
