@@ -36,8 +36,9 @@ _CHUNK = pa.schema([
 """One row per chunk: ``block_rows`` consecutive records of one shard, starting at index ``first`` (a multiple of
 ``block_rows``). Ray slices and merges blocks only between rows, so a chunk always reaches one actor whole."""
 
-_TARGET_BLOCK_BYTES = 4 << 20
-"""Ray Data's target block size during a scan: blocks of a chunk or two, so that work streams to the actors."""
+_TARGET_BLOCK_BYTES = 64 << 10
+"""Ray Data's target block size during a scan: one chunk per block on the way in, about 100 rows per block on the
+way out, so that work streams to the actors and rows stream back (Ray never splits a row)."""
 
 
 def _read_shards(batch: pa.Table, max_bytes: int, block_rows: int) -> Iterator[pa.Table]:
