@@ -73,9 +73,9 @@ def test_engines_agree_with_the_real_guard(tmp_path: Path, ray_cluster: Any, ben
         img = Image.fromarray(benign_images[name]).resize((160 + 16 * i, 128 + 8 * i))
         img.save(tmp_path / "imgs" / f"{name}-{i:02d}.jpg", quality=90)
     (tmp_path / "imgs" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
-    settings = ScreeningSettings(full_scores=True)
+    settings = ScreeningSettings()  # both scores for every image (the default)
     local = scan([str(tmp_path / "imgs")], tmp_path / "local", guard=settings, shard_size=8)
     remote = scan([str(tmp_path / "imgs")], tmp_path / "ray", guard=settings, shard_size=8, engine="ray", workers=2)
     assert local["images"] == remote["images"] == 13 and local["errors"] == 1
     assert _rows(tmp_path / "local") == _rows(tmp_path / "ray")
-    assert any(r["minor"] is not None for r in read_rows(tmp_path / "ray"))  # full scores: the face stage ran
+    assert any(r["minor"] is not None for r in read_rows(tmp_path / "ray"))  # both scores: the face stage ran

@@ -42,7 +42,8 @@ def register(sub: Any) -> None:
     s.add_argument("--blocklist", default=None, help="file of PDQ hashes (one hex hash per line, # comments) to block on sight")
     s.add_argument("--max-distance", type=int, default=None, help="Hamming distance for a blocklist match (default: the blocklist's)")
     s.add_argument("--audit-log", default=None, help="append one JSON record per image to this file (JSON Lines, rotated; .sqlite/.db for SQLite)")
-    s.add_argument("--full-scores", action="store_true", help="score the minor axis of every image (default: only where the sexual score could make it matter)")
+    s.add_argument("--skip-minor-below-review", action="store_true",
+                   help="throughput option: skip the face stage where the sexual score is below review; decisions are unchanged (default: both scores for every image)")
     s.add_argument("--no-plots", action="store_true", help="do not draw score_histograms.png")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     add_guard_options(s)
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--shard-size and --workers must be at least 1, --retries at least 0")
     settings = ScreeningSettings(
         backbone=args.backbone, head=args.head, device=args.device, batch_size=args.batch_size, threads=args.threads,
-        full_scores=args.full_scores, blocklist=args.blocklist, max_distance=args.max_distance, audit_log=args.audit_log,
+        skip_minor_below_review=args.skip_minor_below_review, blocklist=args.blocklist, max_distance=args.max_distance, audit_log=args.audit_log,
     )
     workers = args.workers if args.workers is not None else (2 if args.engine == "ray" else 1)
     try:

@@ -44,7 +44,7 @@ class ScreeningSettings:
 
     Parameters
     ----------
-    backbone, head, device, batch_size, threads, full_scores
+    backbone, head, device, batch_size, threads, skip_minor_below_review
         As for :class:`~genguard.Guard` (``threads`` None: onnxruntime's default).
     blocklist : str or None
         File of PDQ hashes to block on sight; ``max_distance`` overrides its match distance.
@@ -61,7 +61,7 @@ class ScreeningSettings:
     device: str = "cpu"
     batch_size: int = 8
     threads: int | None = None
-    full_scores: bool = False
+    skip_minor_below_review: bool = False
     blocklist: str | None = None
     max_distance: int | None = None
     audit_log: str | None = None
@@ -75,11 +75,13 @@ class ScreeningSettings:
         if self.blocklist:
             from genguard.defences.blocklist import Blocklist
 
-            extra = {} if self.max_distance is None else {"max_distance": self.max_distance}
-            blocklist = Blocklist.from_file(self.blocklist, **extra)
+            if self.max_distance is None:
+                blocklist = Blocklist.from_file(self.blocklist)
+            else:
+                blocklist = Blocklist.from_file(self.blocklist, max_distance=self.max_distance)
         options: dict[str, Any] = {} if self.threads is None else {"threads": self.threads}
         guard = Guard(self.backbone, head=self.head, device=self.device, batch_size=self.batch_size, blocklist=blocklist,
-                      on_error="block", full_scores=self.full_scores, hash_frames=True, **options)
+                      on_error="block", skip_minor_below_review=self.skip_minor_below_review, hash_frames=True, **options)
         audit = None
         if self.audit_log:
             from genguard.defences.audit import AuditLog
