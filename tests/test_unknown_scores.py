@@ -54,6 +54,6 @@ def test_evaluation_counts_unreadable_files_as_errors(stub_guard: Callable[..., 
     made = stub_guard()
     monkeypatch.setattr(genguard.guard, "Guard", lambda *a, **k: made)  # evaluate imports it when called
     metrics: dict[str, Any] = run.evaluate(folder, report=tmp_path / "report", assume={"minor": 0, "sexual": 0},
-                                           cache_dir=tmp_path / "cache", progress=False)
+                                           cache_dir=tmp_path / "cache", progress=False).metrics
     assert metrics["unreadable"] == 1 and metrics["dataset"]["records"] == 2
     assert np.isfinite(metrics.get("minor_fpr", 0.0))
