@@ -15,8 +15,10 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +110,34 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+class FakeClock:
+    """A settable clock for monitors (seconds since the epoch)."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_monitor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory of monitors on one store (a SQLite file, or a Redis key prefix unique to the test)."""
+    from genguard.defences.monitor import AttemptMonitor
+
+    opened: list[Any] = []
+    if request.param == "sqlite":
+        target, extra = str(tmp_path / "attempts.sqlite"), {}
+    else:
+        target, extra = request.getfixturevalue("redis_url"), {"key_prefix": f"test:{uuid.uuid4().hex}:"}
+
+    def make(**kwargs: Any) -> Any:
+        mon = AttemptMonitor(target, **extra, **kwargs)
+        opened.append(mon)
+        return mon
+
+    yield make
+    for mon in opened:
+        mon.close()

@@ -11,12 +11,11 @@ import multiprocessing
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_redis import redis_url  # noqa: F401  (a fixture)
+from conftest_redis import FakeClock, make_monitor, redis_url  # noqa: F401  (fixtures)
 
 import genguard.defences.monitor.monitor as monitor_module
 from genguard import Policy, Scores, Verdict
@@ -27,33 +26,6 @@ REVIEW = Verdict("review", Scores(0.3, 0.5))
 ALLOW = Verdict("allow", Scores(0.05, 0.02))
 POLICY = Policy(minor_threshold=0.5, sexual_threshold=0.8, review_minor=0.25, review_sexual=0.4)
 BIG = MonitorSettings(rules=(EscalationRule("lock", 86400, blocked=10**6),), max_events=10**6 + 1)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def make_monitor(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., AttemptMonitor]:
-    """Factory of monitors on one store (a SQLite file, or a Redis key prefix unique to the test)."""
-    opened: list[AttemptMonitor] = []
-    if request.param == "sqlite":
-        target, extra = str(tmp_path / "attempts.sqlite"), {}
-    else:
-        target, extra = request.getfixturevalue("redis_url"), {"key_prefix": f"test:{uuid.uuid4().hex}:"}
-
-    def make(**kwargs: Any) -> AttemptMonitor:
-        mon = AttemptMonitor(target, **extra, **kwargs)
-        opened.append(mon)
-        return mon
-
-    yield make
-    for mon in opened:
-        mon.close()
 
 
 def test_docstring_examples_run() -> None:

@@ -7,45 +7,16 @@ Scores are injected (Verdicts built directly); no image is involved. The policy 
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest_redis import redis_url  # noqa: F401  (a fixture)
+from conftest_redis import FakeClock, make_monitor, redis_url  # noqa: F401  (fixtures)
 
 from genguard import Policy, Scores, Verdict
 from genguard.defences.monitor import AttemptMonitor, EscalationRule, MonitorSettings
 
 POLICY = Policy(minor_threshold=0.5164, sexual_threshold=0.8, review_minor=0.25, review_sexual=0.4)
 DAY = 86400.0
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def make_monitor(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., AttemptMonitor]:
-    opened: list[AttemptMonitor] = []
-    if request.param == "sqlite":
-        target, extra = str(tmp_path / "attempts.sqlite"), {}
-    else:
-        target, extra = request.getfixturevalue("redis_url"), {"key_prefix": f"test:{uuid.uuid4().hex}:"}
-
-    def make(**kwargs: Any) -> AttemptMonitor:
-        mon = AttemptMonitor(target, **extra, **kwargs)
-        opened.append(mon)
-        return mon
-
-    yield make
-    for mon in opened:
-        mon.close()
 
 
 def _verdict(minor: float | None, sexual: float) -> Verdict:
