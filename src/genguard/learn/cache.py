@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 

@@ -15,7 +15,7 @@ import csv
 import hashlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
@@ -85,7 +85,7 @@ def load_utkface(root: str | os.PathLike[str], *, limit: int | None = None) -> l
         records.append(Record(path, minor=int(age < 18), sexual=0, age=age, groups=groups))
     if skipped:
         logger.warning("skipped %d files in %s whose names carry no age", skipped, root)
-    return _limit(records, limit)
+    return evenly_spaced(records, limit)
 
 
 def _label(value: str | None, column: str, path: Path, line: int) -> int | None:
@@ -127,7 +127,7 @@ def load_csv(manifest: str | os.PathLike[str], *, limit: int | None = None) -> l
                     groups=groups,
                 )
             )
-    return _limit(records, limit)
+    return evenly_spaced(records, limit)
 
 
 def load_folder(
@@ -135,7 +135,7 @@ def load_folder(
 ) -> list[Record]:
     """Records for a folder of unlabelled images; ``minor``/``sexual`` declare labels for all of them
     (for example a benign set: ``minor=0, sexual=0``)."""
-    return _limit([Record(p, minor=minor, sexual=sexual) for p in iter_image_files(root)], limit)
+    return evenly_spaced([Record(p, minor=minor, sexual=sexual) for p in iter_image_files(root)], limit)
 
 
 def guess_format(path: str | os.PathLike[str]) -> Format:
@@ -183,7 +183,3 @@ def split_of(
     if u < val_fraction:
         return "val"
     return "calib" if (u - val_fraction) / (1 - val_fraction) < calib_fraction else "train"
-
-
-def _limit(records: list[Record], limit: int | None) -> list[Record]:
-    return evenly_spaced(records, limit)

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
 from genguard.errors import BlocklistError
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 import numpy as np
 
 from genguard._types import FloatArray, RGBArray
-from genguard.errors import DeviceError, ModelFileError
+from genguard.errors import DeviceError
 from genguard.embedders.clip.offline import build_model, build_tokenizer
 from genguard.embedders.clip.weights import WEIGHTS_ENV, check_model, download_weights, resolve_weights
 from genguard.embedders.base import ImageEmbedding

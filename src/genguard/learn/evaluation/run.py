@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from genguard.policy import Policy
 
 from genguard.learn.evaluation.metrics import EvalRow, Split, compute_metrics
 
