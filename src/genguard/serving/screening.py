@@ -131,7 +131,7 @@ class Screening:
                                         f"{self.enforcement.retry_after_s} s", level=escalation.level,
                                         retry_after_s=self.enforcement.retry_after_s)
         if action == "block":
-            return Verdict("block", Scores(1.0, 1.0), reasons=(Reason("subject_locked", {"level": escalation.level}),),
+            return Verdict("block", Scores(None, None), reasons=(Reason("subject_locked", {"level": escalation.level}),),
                            frame=None, backbone=self.guard.embedder.name, head=self.guard.head.identifier)
         return None
 
