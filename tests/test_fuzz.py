@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from make_corpus import _animation, _exif_rotated, encode, raw_png, shapes
 from PIL import Image
@@ -95,13 +95,22 @@ ANY_BYTES = st.one_of(st.binary(max_size=512), mutated())
 
 
 def _check_loaded(loaded: LoadedImage) -> None:
-    assert loaded.frames and len(loaded.frames) == len(loaded.frame_indices) <= loaded.n_frames
+    # every view of a frame is an entry of ``frames``: an alpha frame can give three entries
+    assert loaded.frames and len(loaded.frames) == len(loaded.frame_indices) == len(loaded.views)
+    assert all(0 <= i < loaded.n_frames for i in loaded.frame_indices)
+    assert len(set(loaded.frame_indices)) <= loaded.n_frames
     for frame in loaded.frames:
         assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3 and frame.size > 0
 
 
+def _half_transparent_png() -> bytes:
+    rgba = np.dstack([shapes(24, 16), np.full((16, 24), 128, np.uint8)])
+    return encode(Image.fromarray(rgba, "RGBA"), "PNG")
+
+
 @FUZZ
 @given(data=ANY_BYTES)
+@example(data=_half_transparent_png())  # one frame, three views: CI found the old invariant wrong
 def test_loader_only_raises_image_load_error(data: bytes) -> None:
     try:
         loaded = load_image(data)
