@@ -250,3 +250,20 @@ def test_eval_scores_equal_guard_classify_batch(tmp_path: Path, utkface_dir: Pat
         assert reported[name][0] == pytest.approx(minor, abs=1e-4), name
         assert reported[name][1] == pytest.approx(sexual, abs=1e-4), name
         assert reported[name][2] == decision, name
+
+
+def test_operating_point_at_a_fixed_adult_fpr() -> None:
+    from genguard.learn.evaluation.metrics import operating_point
+
+    # 200 adults scored 0.00-0.995, the top two (1%) highest; minors of known ages at known scores
+    adults = np.linspace(0.0, 0.995, 200)
+    minors = np.array([0.999, 0.998, 0.5, 0.2])  # ages 3, 10, 14, 17
+    y = np.array([0] * 200 + [1] * 4)
+    p = np.concatenate([adults, minors])
+    age = np.concatenate([np.full(200, 30.0), [3.0, 10.0, 14.0, 17.0]])
+    op = operating_point(y, p, age, 0.01)
+    assert op is not None and op["adult_fpr"] <= 0.01
+    assert 0.985 < op["threshold"] <= 0.99  # just above the third-highest adult
+    assert (op["0-5"], op["6-12"], op["13-15"], op["16-17"]) == (1.0, 1.0, 0.0, 0.0)
+    assert op["f2"] == pytest.approx(5 * 2 / (5 * 2 + 4 * 2 + 2))
+    assert operating_point(y[:200], p[:200], age[:200], 0.01) is None  # no minors: no operating point

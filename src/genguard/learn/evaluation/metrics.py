@@ -42,6 +42,8 @@ MINOR_BANDS: Final[dict[str, tuple[int, int]]] = {"0-5": (0, 5), "6-12": (6, 12)
 """Age bands (inclusive) for minor recall."""
 ADULT_BANDS: Final[dict[str, tuple[int, int]]] = {"18-20": (18, 20), "21-25": (21, 25), "26+": (26, 10_000)}
 """Age bands (inclusive) for the adult false-positive rate."""
+FIXED_ADULT_FPR: Final = 0.01
+"""Adult false-positive rate of the threshold-free operating point (``at_adult_fpr``), set on the evaluated set."""
 SUBGROUP_MIN_ADULTS: Final = 50
 """Subgroups with fewer adults than this are left out of ``subgroup_fpr_gap_max`` (too noisy)."""
 
@@ -121,6 +123,25 @@ def expected_calibration_error(y: npt.ArrayLike, p: npt.ArrayLike, bins: int = 1
 
 def _rate(hits: npt.NDArray[np.bool_]) -> float | None:
     return float(hits.mean()) if hits.size else None
+
+
+def operating_point(y: npt.NDArray[np.int64], p: npt.NDArray[np.float64], age: npt.NDArray[np.float64], fpr: float) -> dict[str, Any] | None:
+    """Minor recall by band, adults 18-20 flagged and under-18 F2 at the lowest threshold flagging at most ``fpr`` of adults.
+
+    The threshold is set on the rows themselves (so it is not a deployable figure: the shipped
+    threshold comes from the calib split), which makes heads and datasets comparable.
+    """
+    adults = np.sort(p[y == 0])[::-1]
+    if not adults.size or not (y == 1).any():
+        return None
+    k = int(np.floor(fpr * adults.size))
+    t = float(np.nextafter(adults[k], np.inf)) if k < adults.size else float(adults[-1])
+    tp, fn, fp = int((p[y == 1] >= t).sum()), int((p[y == 1] < t).sum()), int((p[y == 0] >= t).sum())
+    out: dict[str, Any] = {"target": fpr, "threshold": t, "adult_fpr": fp / adults.size, "f2": 5 * tp / (5 * tp + 4 * fn + fp)}
+    for band, (lo, hi) in {**MINOR_BANDS, "18-20": ADULT_BANDS["18-20"]}.items():
+        label = 0 if band == "18-20" else 1
+        out[band] = _rate(p[(y == label) & (age >= lo) & (age <= hi)] >= t)
+    return out
 
 
 def subgroup_table(
@@ -213,6 +234,7 @@ def compute_metrics(rows: Sequence[Mapping[str, Any]], policy: Policy | Mapping[
             if not in_band.any():
                 notes[f"{out}.{band}"] = "no labelled rows with an age in this band"
 
+    m["at_adult_fpr"] = operating_point(y, p, age, FIXED_ADULT_FPR)
     n_faces = [int(r["n_faces"]) for r in rows if r.get("n_faces") is not None]
     m["faces_found"] = float(np.mean([n >= 1 for n in n_faces])) if n_faces else None
     if not n_faces:

@@ -210,6 +210,11 @@ def _markdown(metrics: Mapping[str, Any], plots: Sequence[Path]) -> str:
     for out, what in (("minor_recall_by_band", "recall"), ("adult_fpr_by_band", "adult FPR")):
         for band, v in metrics.get(out, {}).items():
             lines.append(f"| {band} ({what}) | {metrics['n_by_band'].get(band, 0)} | {_fmt(v)} |")
+    op = metrics.get("at_adult_fpr")
+    if op:
+        lines += ["", f"## At {op['target']:.0%} adult false positives (threshold {op['threshold']:.4g}, set on this set)", "",
+                  "| 0-5 | 6-12 | 13-15 | 16-17 | adults 18-20 flagged | under-18 F2 |", "|---|---|---|---|---|---|",
+                  "| " + " | ".join(_fmt(op.get(k)) for k in ("0-5", "6-12", "13-15", "16-17", "18-20", "f2")) + " |"]
     table = metrics.get("subgroups") or []
     if table:
         lines += ["", "## Subgroups (gender x race)", "", "| gender | race | adults | adult FPR | minors | minor recall |", "|---|---|---|---|---|---|"]
