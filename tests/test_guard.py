@@ -157,6 +157,22 @@ def test_head_for_another_backbone_is_refused(guard: Guard) -> None:
         Guard(embedder=ScoreEmbedder(), head=guard.head)
 
 
+def test_head_for_another_version_of_the_backbone_is_refused(guard: Guard) -> None:
+    """A head trained on the 257-float face vectors of the untuned age network does not load onto the new backbone."""
+    from genguard.heads.head import Head, HeadMetadata
+
+    meta = guard.head.metadata
+    old = Head(HeadMetadata(backbone="bundled", minor_source="face", minor_dim=257, sexual_dim=meta.sexual_dim))
+    with pytest.raises(HeadError, match="257"):
+        Guard(embedder=guard.embedder, head=old)
+    moved = dict(meta.feature_layout, face={"age_penultimate": [0, 256], "expected_age_div100": [256, 257], "x": [257, 260]})
+    same_size = Head(HeadMetadata(backbone="bundled", minor_source="face", minor_dim=meta.minor_dim,
+                                  sexual_dim=meta.sexual_dim, feature_layout=moved))
+    with pytest.raises(HeadError, match="laid out"):
+        Guard(embedder=guard.embedder, head=same_size)
+    Guard(embedder=guard.embedder, head=guard.head)  # the shipped head fits
+
+
 @pytest.mark.parametrize("kwargs", [{"on_error": "ignore"}, {"batch_size": 0}])
 def test_bad_arguments_raise_value_error(stub_guard: Callable[..., Guard], kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):

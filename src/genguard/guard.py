@@ -111,11 +111,7 @@ class Guard:
         else:
             self.embedder = create_embedder(backbone, device=device, **backbone_options)
         self.head: Head = self._resolve_head(head, device)
-        if self.head.metadata.backbone != self.embedder.name:
-            raise HeadError(
-                f"head {self.head.identifier!r} was built for backbone {self.head.metadata.backbone!r}, "
-                f"not {self.embedder.name!r}"
-            )
+        _check_head_fits(self.head, self.embedder)
         self.policy: Policy = policy if policy is not None else self.head.policy
         self.batch_size = batch_size
         self.skip_minor_below_review = skip_minor_below_review
@@ -237,3 +233,23 @@ def _resolve_blocklist(blocklist: Matcher | str | os.PathLike[str] | None) -> Ma
     from genguard.defences.blocklist import Blocklist
 
     return Blocklist.from_file(blocklist)
+
+
+def _check_head_fits(head: Head, embedder: Embedder) -> None:
+    """Raise :class:`HeadError` unless ``head`` reads the vectors ``embedder`` makes (backbone, sizes, face layout)."""
+    meta = head.metadata
+    if meta.backbone != embedder.name:
+        raise HeadError(f"head {head.identifier!r} was built for backbone {meta.backbone!r}, not {embedder.name!r}")
+    minor_dim = embedder.face_dim if meta.minor_source == "face" else embedder.image_dim
+    if (meta.minor_dim, meta.sexual_dim) != (minor_dim, embedder.image_dim):
+        raise HeadError(
+            f"head {head.identifier!r} reads {meta.minor_source} vectors of {meta.minor_dim} and image vectors of "
+            f"{meta.sexual_dim} floats, but this {embedder.name!r} backbone makes {minor_dim} and {embedder.image_dim}: "
+            "the head was trained on another version of the backbone; retrain it (genguard train)"
+        )
+    ours, theirs = dict(embedder.feature_layout).get("face"), meta.feature_layout.get("face")
+    if ours is not None and theirs is not None and {k: list(v) for k, v in theirs.items()} != {k: list(v) for k, v in ours.items()}:
+        raise HeadError(
+            f"head {head.identifier!r} reads face vectors laid out as {theirs}, but the backbone makes {ours}; "
+            "retrain the head (genguard train)"
+        )
