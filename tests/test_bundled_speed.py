@@ -82,7 +82,7 @@ def test_face_finding_errors_reach_the_caller(benign_images: dict[str, Any]) -> 
     def broken(*args: Any) -> Any:
         raise RuntimeError("face finder failed")
 
-    emb._finder.find = broken  # type: ignore[method-assign]
+    emb.face_stage.finder.find = broken  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="face finder failed"):
         emb.embed([benign_images["astronaut"]])
 
@@ -98,7 +98,7 @@ def _has_cuda() -> bool:
 def test_cuda_runs_onnx_and_the_head_on_the_gpu(benign_images: dict[str, Any]) -> None:
     gpu = Guard(device="cuda")
     emb: Any = gpu.embedder
-    for session in (emb._age, emb._nsfw, emb._nudenet, emb._finder.session):
+    for session in (emb._age, emb._nsfw, emb._nudenet, emb.face_stage.finder.session):
         assert session.get_providers()[0] == "CUDAExecutionProvider"
     assert gpu.head.minor_mean.device.type == "cuda"
     cpu = Guard()

@@ -7,9 +7,12 @@ For each batch of frames it
    (:meth:`BundledEmbedder.embed_images`);
 2. finds faces with BlazeFace full-range (:class:`~genguard.embedders.bundled.faces.FaceFinder`),
    aligns each with dlib's 5-point landmarks into a 64 px chip
-   (:func:`~genguard.embedders.bundled.faces.face_chip`), and embeds each face with
-   the age network's 256-d penultimate layer (``layer_1_flatten``) and its expected
-   age (:meth:`BundledEmbedder.embed_faces`).
+   (:func:`~genguard.embedders.bundled.faces.face_chip`), both in
+   :class:`~genguard.embedders.bundled.face_stage.FaceStage`, and embeds each face with
+   the tuned age network (age-v1 fine-tuned for minor detection, shipped in genguard as
+   ``agenet-v1.onnx``): its 256-d penultimate layer (``layer_1_flatten``), its
+   under-12/15/18 logits and its expected age, each averaged over the chip and its
+   mirror image (:meth:`BundledEmbedder.embed_faces`).
 
 Every model runs batched: one call per model (and per view size for the face
 finder) for the whole batch; the faces of all frames share one age call, skipped
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Final
@@ -32,8 +34,9 @@ from PIL import Image
 
 from genguard._types import FloatArray, RGBArray
 from genguard.embedders.base import FaceEmbedding, ImageEmbedding
-from genguard.embedders.bundled.assets import asset_path, onnx_session, resolve_providers
-from genguard.embedders.bundled.faces import FaceFinder, FoundFace, face_chip, resize
+from genguard.embedders.bundled.assets import onnx_session, resolve_providers
+from genguard.embedders.bundled.face_stage import AGE_BINS, FaceStage, age_outputs
+from genguard.embedders.bundled.faces import resize
 
 __all__ = ["NUDENET_LABELS", "BundledEmbedder"]
 
@@ -61,12 +64,12 @@ NUDENET_LABELS: Final = (
 )
 _NUDENET_SIZE: Final = 320
 _NSFW_MEAN_BGR: Final = np.array([104.0, 117.0, 123.0], dtype=np.float32)
-_AGE_MEANS: Final = np.array([122.781998, 117.000999, 104.297997], dtype=np.float32)
-_AGE_BINS: Final = np.array([0.25] + list(range(1, 81)), dtype=np.float32)
 
 FACE_FINDER: Final = "blazeface-full-range+dlib5-v1"
 """Which face finder and alignment made the face vectors (part of the feature layout: caches and heads record it)."""
-FACE_DIM: Final = 256 + 1
+FACE_LAYOUT: Final = {"age_penultimate": (0, 256), "minor_logits": (256, 259), "expected_age_div100": (259, 260)}
+"""Named slices of a face vector; ``minor_logits`` holds the under-12, under-15 and under-18 logits."""
+FACE_DIM: Final = 260
 IMAGE_DIM: Final = 1 + len(NUDENET_LABELS) + 1024
 
 
@@ -111,16 +114,14 @@ class BundledEmbedder:
         self.min_face = min_face
         self.detect_max_side = detect_max_side
 
-        import dlib
-
         providers = resolve_providers(device)
-        self._age = onnx_session("age", extra_outputs=("layer_1_flatten",), providers=providers, threads=threads)
+        self._age = onnx_session("agenet", providers=providers, threads=threads)
         self._nsfw = onnx_session("open_nsfw", extra_outputs=("Reshape:0",), providers=providers, threads=threads)
         self._nudenet = onnx_session("nudenet", providers=providers, threads=threads)
         self._nsfw_input = self._nsfw.get_inputs()[0].name
-        self._finder = FaceFinder(onnx_session("blazeface", providers=providers, threads=threads), max_side=detect_max_side)
-        self._predictor = dlib.shape_predictor(str(asset_path("landmarks")))
-        self._dlib_lock = threading.Lock()  # dlib's shape predictor is not documented as thread-safe
+        self.face_stage = FaceStage(
+            providers=providers, threads=threads, max_faces=max_faces, min_face=min_face, detect_max_side=detect_max_side
+        )
 
     def __repr__(self) -> str:
         return f"BundledEmbedder(device={self.device!r})"
@@ -129,7 +130,7 @@ class BundledEmbedder:
     def feature_layout(self) -> dict[str, Any]:
         """Named slices of the face and image vectors."""
         return {
-            "face": {"age_penultimate": [0, 256], "expected_age_div100": [256, 257]},
+            "face": {k: list(v) for k, v in FACE_LAYOUT.items()},
             "image": {
                 "nsfw_logit": [0, 1],
                 "nudenet_max": [1, 1 + len(NUDENET_LABELS)],
@@ -172,28 +173,17 @@ class BundledEmbedder:
             raise ValueError(f"embed_faces got {len(frames)} frames but {len(images)} image embeddings")
         if not frames:
             return []
-        found = [self._select(f, faces) for f, faces in zip(frames, self._finder.find(list(frames)))]
-        owners = [(i, face) for i, faces in enumerate(found) for face in faces]
+        owners = [(i, face, chip) for i, faces in enumerate(self.face_stage.chips(frames)) for face, chip in faces]
         per_frame: list[list[FaceEmbedding]] = [[] for _ in frames]
         if owners:
-            with self._dlib_lock:
-                chips = np.stack([face_chip(frames[i], face.box, self._predictor) for i, face in owners])
-            age_feats, age_probs = self._run_age(chips)
-            ages = age_probs @ _AGE_BINS
-            for k, (i, face) in enumerate(owners):
-                vector = np.concatenate([age_feats[k], [ages[k] / 100.0]]).astype(np.float32)
+            age_feats, age_probs, minor_logits = age_outputs(self._age, np.stack([chip for _, _, chip in owners]))
+            ages = age_probs @ AGE_BINS
+            for k, (i, face, _) in enumerate(owners):
+                vector = np.concatenate([age_feats[k], minor_logits[k], [ages[k] / 100.0]]).astype(np.float32)
                 per_frame[i].append(
                     FaceEmbedding(box=face.box, vector=vector, detector="blazeface", detector_score=face.score, age=float(ages[k]))
                 )
         return [replace(e, faces=tuple(faces), faces_searched=True) for e, faces in zip(images, per_frame)]
-
-    def _select(self, frame: RGBArray, faces: list[FoundFace]) -> list[FoundFace]:
-        """Faces at least ``min_face`` px on a side, largest first, at most ``max_faces``."""
-        kept = [f for f in faces if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= self.min_face]
-        kept.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-        if len(kept) > self.max_faces:
-            logger.info("frame has %d faces; embedding the %d largest", len(kept), self.max_faces)
-        return kept[: self.max_faces]
 
     # ---------------------------------------------------------------- models
     def _run_nudenet(self, frames: Sequence[RGBArray]) -> FloatArray:
@@ -207,11 +197,6 @@ class BundledEmbedder:
         probs, feats = self._nsfw.run(["outputs", "Reshape:0"], {self._nsfw_input: batch})
         p = np.clip(probs[:, 1].astype(np.float64), 1e-7, 1 - 1e-7)
         return np.log(p / (1 - p)).astype(np.float32), feats.reshape(len(batch), -1).astype(np.float32)
-
-    def _run_age(self, chips: npt.NDArray[np.uint8]) -> tuple[FloatArray, FloatArray]:
-        x = ((chips.astype(np.float32) - _AGE_MEANS) / np.float32(256.0)).transpose(0, 3, 1, 2)
-        feats, probs = self._age.run(["layer_1_flatten", "probabilities"], {"images": np.ascontiguousarray(x)})
-        return feats.reshape(len(chips), -1).astype(np.float32), probs.astype(np.float32)
 
 
 # ------------------------------------------------------------- pure helpers
