@@ -26,11 +26,21 @@ CORE_MODULES = [
     "genguard.cli._output",
     "genguard.learn.datasets",
     "genguard.learn.cache",
+    "genguard.learn.agenet.model",
+    "genguard.learn.agenet.augment",
     "genguard.cli",
 ]
 
 # Modules whose docstrings must carry at least one example that really runs.
-WITH_EXAMPLES = {"genguard.policy", "genguard.verdict", "genguard.heads.head", "genguard.embedders", "genguard.learn.datasets"}
+WITH_EXAMPLES = {
+    "genguard.policy",
+    "genguard.verdict",
+    "genguard.heads.head",
+    "genguard.embedders",
+    "genguard.learn.datasets",
+    "genguard.learn.agenet.model",
+    "genguard.learn.agenet.augment",
+}
 
 
 @pytest.mark.parametrize("name", CORE_MODULES)

@@ -10,8 +10,8 @@ from pathlib import Path
 import genguard
 
 PACKAGE = Path(genguard.__file__).parent
-RUNTIME_EXEMPT = ("genguard.learn", "genguard.cli.learn", "genguard.scan")
-"""The learning code itself, the CLI commands that run it, and the dataset scanner (an offline
+RUNTIME_EXEMPT = ("genguard.learn", "genguard.cli.learn", "genguard.cli.agenet", "genguard.scan")
+"""The learning code itself, the CLI commands that run it (`learn`, `agenet`), and the dataset scanner (an offline
 research tool that draws the evaluation module's score histograms)."""
 MAX_LINES = 300
 OVER_LIMIT: dict[str, int] = {}

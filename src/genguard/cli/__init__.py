@@ -23,7 +23,7 @@ from genguard.errors import GenguardError
 
 __all__ = ["main"]
 
-_GROUPS: Final = ("classify", "scan", "learn", "tools", "audit", "serve", "keys")
+_GROUPS: Final = ("classify", "scan", "learn", "agenet", "tools", "audit", "serve", "keys")
 """Modules of :mod:`genguard.cli` whose ``register`` adds their commands, in help order."""
 
 
