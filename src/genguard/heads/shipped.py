@@ -20,8 +20,8 @@ __all__ = ["SHIPPED", "load_shipped_head", "shipped_head_path", "verify_shipped_
 
 SHIPPED: Final[dict[str, dict[str, str]]] = {
     "bundled": {
-        "bundled.safetensors": "ecf5d1ff071fb61383bea36ba8cffed73123a21f81ea40ce722926aade4bd1eb",
-        "bundled.json": "5fe4977edf3f65e36671b093100b8bf086d6d802d848a88d43a1f9829c4f3188",
+        "bundled.safetensors": "94e4c884092d821cf70b7625c26434c1f8841621657427069eb38af99a9468b0",
+        "bundled.json": "5c7c61a02b6b30a86e2eefa585a24d756692faaa6f08e6c2a9173f7b6392c111",
     },
 }
 """Shipped head name -> {file name: sha256}."""

