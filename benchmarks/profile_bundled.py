@@ -119,7 +119,7 @@ def profile(paths: list[Path], batch: int, threads: int | None = None, *, skip_m
     ``skip_minor`` profiles ``Guard(skip_minor_below_review=True)``; ``options`` go to the bundled embedder.
     """
     from genguard import Guard, load_image
-    from genguard.embedders.bundled import embedder as bundled
+    from genguard.embedders.bundled import face_stage as bundled
 
     clock: dict[str, float] = defaultdict(float)
     original = bundled.face_chip
