@@ -61,6 +61,8 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str
            "--batch-wait-ms", str(args.batch_wait_ms), "--workers", str(args.workers), "--backbone", "bundled"]
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]
+    if args.skip_minor_below_review:
+        cmd += ["--skip-minor-below-review"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -132,6 +134,8 @@ def main() -> None:
     parser.add_argument("--batch-wait-ms", type=float, default=4.0, help="server --batch-wait-ms (default 4)")
     parser.add_argument("--workers", type=int, default=1, help="server --workers (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="server --threads (onnxruntime threads per model)")
+    parser.add_argument("--skip-minor-below-review", action="store_true",
+                        help="serve with the throughput option (face stage only where the sexual score reaches review)")
     parser.add_argument("--size", type=int, default=512, help="side of the square test images (default 512)")
     parser.add_argument("--warmup", type=int, default=8, help="uncounted requests first (default 8)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
@@ -173,7 +177,7 @@ def main() -> None:
         record = {"benchmark": "server", "targets": checks, "max_batch": args.max_batch,
                   "batch_wait_ms": args.batch_wait_ms, "workers": args.workers, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                   "size": args.size, "format": "JPEG", "max_concurrency": args.max_concurrency,
-                  "threads": args.threads, "results": rows, "machine": machine(), "loadavg_before": load_before,
+                  "threads": args.threads, "skip_minor_below_review": args.skip_minor_below_review, "results": rows, "machine": machine(), "loadavg_before": load_before,
                   "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=2) + "\n")
