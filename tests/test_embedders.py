@@ -140,6 +140,10 @@ def test_feature_layout_slices_tile_the_vectors(guard: Guard) -> None:
         assert spans[0][0] == 0 and spans[-1][1] == dim
         assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
     assert layout["nudenet_labels"] == list(NUDENET_LABELS)
+    # the layout names the model files, so an embedding cache never serves vectors of another age network
+    from genguard.embedders.bundled.assets import ASSETS
+
+    assert layout["models"]["agenet"] == ASSETS["agenet"].sha256[:16]
 
 
 def test_astronaut_has_one_adult_face(guard: Guard, benign_images: dict[str, Any]) -> None:

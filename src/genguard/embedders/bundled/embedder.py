@@ -34,7 +34,7 @@ from PIL import Image
 
 from genguard._types import FloatArray, RGBArray
 from genguard.embedders.base import FaceEmbedding, ImageEmbedding
-from genguard.embedders.bundled.assets import onnx_session, resolve_providers
+from genguard.embedders.bundled.assets import ASSETS, onnx_session, resolve_providers
 from genguard.embedders.bundled.face_stage import AGE_BINS, FaceStage, age_outputs
 from genguard.embedders.bundled.faces import resize
 
@@ -65,6 +65,7 @@ NUDENET_LABELS: Final = (
 _NUDENET_SIZE: Final = 320
 _NSFW_MEAN_BGR: Final = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 
+_MODEL_KEYS: Final = ("agenet", "blazeface", "landmarks", "nudenet", "open_nsfw")
 FACE_FINDER: Final = "blazeface-full-range+dlib5-v1"
 """Which face finder and alignment made the face vectors (part of the feature layout: caches and heads record it)."""
 FACE_LAYOUT: Final = {"age_penultimate": (0, 256), "minor_logits": (256, 259), "expected_age_div100": (259, 260)}
@@ -138,6 +139,8 @@ class BundledEmbedder:
             },
             "nudenet_labels": list(NUDENET_LABELS),
             "face_finder": FACE_FINDER,
+            # which model files made the vectors: a new file is a new layout (caches key on it)
+            "models": {key: ASSETS[key].sha256[:16] for key in _MODEL_KEYS},
         }
 
     # ----------------------------------------------------------------- embed
