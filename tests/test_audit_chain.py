@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -236,6 +237,30 @@ def test_a_full_disk_leaves_a_log_that_verifies_and_accepts_records_later(tmp_pa
     assert verify([p]).records == report.records + 1
 
 
+def test_verify_lists_the_files_again_when_a_live_log_rotates_under_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`genguard audit verify` on a running service: the live file is rotated between listing and reading."""
+    from genguard.defences.audit import _verify
+
+    p = tmp_path / "audit.jsonl"
+    log = AuditLog(p, max_bytes=3000)
+    for _ in range(30):
+        log.record(ALLOW, subject="s")
+    real, listings = _verify.sources, []
+
+    def racing(paths: Any) -> list[Path]:
+        files = real(paths)
+        if not listings:  # the writer rotates the live file right after it was listed
+            first = json.loads(p.read_text().splitlines()[0])["seq"]
+            os.replace(p, p.with_name(f"{p.name}.{first:012d}"))
+        listings.append(files)
+        return files
+
+    monkeypatch.setattr(_verify, "sources", racing)
+    report = verify([p])
+    assert report.ok, report.problem
+    assert report.records == 30 and len(listings) >= 2
+
+
 _WRITER = """
 import sys
 from genguard import Scores, Verdict
@@ -246,6 +271,14 @@ while True:
 """
 
 
+def _records_so_far(p: Path) -> int:
+    """Records of a log another process is writing and rotating; 0 while it has none (or rotates at every look)."""
+    try:
+        return verify([p]).records if p.exists() else 0
+    except (AuditError, FileNotFoundError):
+        return 0
+
+
 @pytest.mark.slow
 def test_five_kill_9_during_writes_leave_a_log_that_verifies_and_goes_on(tmp_path: Path) -> None:
     p = tmp_path / "audit.jsonl"
@@ -253,7 +286,7 @@ def test_five_kill_9_during_writes_leave_a_log_that_verifies_and_goes_on(tmp_pat
     for k in range(5):
         proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(p)])
         deadline = time.monotonic() + 60
-        while (not p.exists() or verify([p]).records <= total) and time.monotonic() < deadline:
+        while _records_so_far(p) <= total and time.monotonic() < deadline:
             time.sleep(0.05)  # until it is writing
         time.sleep(0.1 * k)
         proc.send_signal(signal.SIGKILL)

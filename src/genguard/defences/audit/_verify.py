@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 from pathlib import Path
 
 from genguard.errors import AuditError
@@ -82,6 +83,10 @@ def sources(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return out
 
 
+_LIVE_RETRIES: Final = 3
+"""Passes :func:`verify` makes over a live log whose files rotate while it reads them."""
+
+
 def _entries(files: Sequence[Path]) -> Iterator[_Entry]:
     for f in files:
         if f.suffix.lower() in _sqlite.SUFFIXES:
@@ -145,7 +150,33 @@ def verify(
     >>> verify([path]).problem  # doctest: +ELLIPSIS
     'record 1 is missing: ...audit.jsonl:2 holds record 2 where record 1 was due'
     """
-    files = sources(paths)
+    for attempt in range(_LIVE_RETRIES):
+        files = sources(paths)
+        seen: list[tuple[_chain.Link, bytes]] = []
+        collect = None if on_record is None else (lambda link, line: seen.append((link, line)))
+        try:
+            report = _verify_files(files, key=key, anchor=anchor, from_seq=from_seq, on_record=collect)
+        except FileNotFoundError:
+            if attempt == _LIVE_RETRIES - 1:
+                raise
+            continue  # a live log rotated between listing its files and reading them: list them again
+        if report.ok or attempt == _LIVE_RETRIES - 1 or sources(paths) == files:
+            break  # a failure on files that did not change under us is the log's, not the race's
+    if on_record is not None:
+        for link, line in seen:
+            on_record(link, line)
+    return report
+
+
+def _verify_files(
+    files: Sequence[Path],
+    *,
+    key: bytes | None,
+    anchor: Head | None,
+    from_seq: int | None,
+    on_record: Callable[[_chain.Link, bytes], None] | None,
+) -> VerifyReport:
+    """One pass of :func:`verify` over ``files`` as listed."""
     report = VerifyReport(sources=[str(f) for f in files], hmac_checked=key is not None)
     expected = 0 if from_seq is None else from_seq
     prev: str | None = _chain.GENESIS if from_seq in (None, 0) else None
