@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["calibrate_platt", "threshold_for_fpr"]
+__all__ = ["calibrate_platt", "fpr_threshold", "threshold_for_fpr"]
 
 
 def calibrate_platt(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -28,15 +28,22 @@ def calibrate_platt(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return {"a": float(a.detach()), "b": float(b.detach())}
 
 
-def threshold_for_fpr(scores: np.ndarray, labels: np.ndarray, target_fpr: float, *, floor: float = 0.05) -> float:
-    """Smallest threshold whose false-positive rate on the negatives is at most ``target_fpr``, but at least ``floor``.
+def fpr_threshold(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -> float:
+    """Smallest threshold at which at most ``target_fpr`` of the negatives (``labels == 0``) score at or above it.
 
-    The floor keeps a threshold meaningful on separable data, where the FPR rule alone
-    would put it just above the highest negative score (possibly near 0).
+    Any score scale (probabilities or logits); NaN scores are ignored.
     """
     neg = np.sort(scores[(labels == 0) & ~np.isnan(scores)])[::-1]
     if not len(neg):
         raise ValueError("no negative rows to set a threshold on")
     k = int(np.floor(target_fpr * len(neg)))  # at most k negatives may reach the threshold
-    t = float(np.nextafter(neg[k], np.inf)) if k < len(neg) else float(neg[-1])
-    return min(max(t, floor), 1.0)
+    return float(np.nextafter(neg[k], np.inf)) if k < len(neg) else float(neg[-1])
+
+
+def threshold_for_fpr(scores: np.ndarray, labels: np.ndarray, target_fpr: float, *, floor: float = 0.05) -> float:
+    """:func:`fpr_threshold` on calibrated scores, but at least ``floor`` (and at most 1).
+
+    The floor keeps a threshold meaningful on separable data, where the FPR rule alone
+    would put it just above the highest negative score (possibly near 0).
+    """
+    return min(max(fpr_threshold(scores, labels, target_fpr), floor), 1.0)

@@ -21,13 +21,14 @@ from genguard._types import FloatArray, RGBArray
 from genguard.embedders.bundled.assets import asset_path, onnx_session
 from genguard.embedders.bundled.faces import FaceFinder, FoundFace, face_chip
 
-__all__ = ["AGE_BINS", "FaceStage", "age_outputs"]
+__all__ = ["AGE_BINS", "AGE_MEANS", "FaceStage", "age_outputs"]
 
 logger = logging.getLogger(__name__)
 
 AGE_BINS: Final = np.array([0.25] + list(range(1, 81)), dtype=np.float32)
 """The age (years) of each of the age network's 81 output bins."""
-_AGE_MEANS: Final = np.array([122.781998, 117.000999, 104.297997], dtype=np.float32)
+AGE_MEANS: Final = np.array([122.781998, 117.000999, 104.297997], dtype=np.float32)
+"""RGB means subtracted from a chip before it is divided by 256 (the age network's input scaling)."""
 
 
 class FaceStage:
@@ -83,7 +84,7 @@ def age_outputs(session: Any, chips: npt.NDArray[np.uint8]) -> tuple[FloatArray,
     n = len(chips)
     if n == 0:
         return np.zeros((0, 256), np.float32), np.zeros((0, len(AGE_BINS)), np.float32), np.zeros((0, 3), np.float32)
-    x = ((chips.astype(np.float32) - _AGE_MEANS) / np.float32(256.0)).transpose(0, 3, 1, 2)
+    x = ((chips.astype(np.float32) - AGE_MEANS) / np.float32(256.0)).transpose(0, 3, 1, 2)
     both = np.ascontiguousarray(np.concatenate([x, x[:, :, :, ::-1]]))
     outputs = session.run(["layer_1_flatten", "probabilities", "minor_logits"], {"images": both})
 

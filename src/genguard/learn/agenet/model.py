@@ -26,12 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genguard.embedders.bundled.face_stage import AGE_BINS, AGE_MEANS
+
 __all__ = ["AGE_BINS", "AGE_MEANS", "CHIP", "MINOR_AGES", "AgeNet", "export_onnx", "load_onnx", "normalise"]
 
-AGE_BINS: Final = np.array([0.25] + list(range(1, 81)), dtype=np.float32)
-"""The ages of the network's 81 softmax bins."""
-AGE_MEANS: Final = np.array([122.781998, 117.000999, 104.297997], dtype=np.float32)
-"""RGB means subtracted from a chip before it is divided by 256."""
 MINOR_AGES: Final = (12, 15, 18)
 """The minor branch's logits: under 12, under 15, under 18."""
 CHIP: Final = 64

@@ -131,13 +131,14 @@ def operating_point(y: npt.NDArray[np.int64], p: npt.NDArray[np.float64], age: n
     The threshold is set on the rows themselves (so it is not a deployable figure: the shipped
     threshold comes from the calib split), which makes heads and datasets comparable.
     """
-    adults = np.sort(p[y == 0])[::-1]
-    if not adults.size or not (y == 1).any():
+    from genguard.learn.calibration import fpr_threshold
+
+    n_adults = int((y == 0).sum())
+    if not n_adults or not (y == 1).any():
         return None
-    k = int(np.floor(fpr * adults.size))
-    t = float(np.nextafter(adults[k], np.inf)) if k < adults.size else float(adults[-1])
+    t = fpr_threshold(p, y, fpr)
     tp, fn, fp = int((p[y == 1] >= t).sum()), int((p[y == 1] < t).sum()), int((p[y == 0] >= t).sum())
-    out: dict[str, Any] = {"target": fpr, "threshold": t, "adult_fpr": fp / adults.size, "f2": 5 * tp / (5 * tp + 4 * fn + fp)}
+    out: dict[str, Any] = {"target": fpr, "threshold": t, "adult_fpr": fp / n_adults, "f2": 5 * tp / (5 * tp + 4 * fn + fp)}
     for band, (lo, hi) in {**MINOR_BANDS, "18-20": ADULT_BANDS["18-20"]}.items():
         label = 0 if band == "18-20" else 1
         out[band] = _rate(p[(y == label) & (age >= lo) & (age <= hi)] >= t)
