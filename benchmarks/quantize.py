@@ -68,12 +68,15 @@ def _screen(guard: Any, paths: list[Path]) -> tuple[float, list[Any]]:
 
 def _quantize(key: str, feeds: list[dict[str, np.ndarray]], folder: Path) -> dict[str, Path]:
     import onnx
+    import onnx.version_converter
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from genguard.embedders.bundled.assets import asset_path
 
     model = onnx.load(str(asset_path(key)))
+    if model.opset_import[0].version < 13:  # per-channel DequantizeLinear needs opset 13 (BlazeFace has 11, open_nsfw 9)
+        model = onnx.version_converter.convert_version(model, 13)
     for name in MODELS[key]:
         model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     fp32, pre = folder / f"{key}.onnx", folder / f"{key}.pre.onnx"
