@@ -2,8 +2,10 @@
 
 Decoding runs first, on this thread, then the decoded frames are screened, so
 the stages add up to the total; in the real pipeline decoding overlaps
-inference (it runs ahead on two threads). onnxruntime keeps its own intra-op
-threads. Stages:
+inference (it runs ahead on two threads). The embedder runs in one lane
+(``lanes=1``, onnxruntime's intra-op threads on every core) unless ``lanes`` is given
+as an option, so the stages follow one another and add up; ``Guard()`` itself splits
+a batch into two lanes side by side (``benchmarks/run.py`` times that). Stages:
 
 - ``decode``: :func:`genguard.load_image` on the encoded files;
 - ``pre_post``: the NudeNet letterbox, the open_nsfw whole-frame resize, and every
@@ -125,6 +127,7 @@ def profile(paths: list[Path], batch: int, threads: int | None = None, *, skip_m
     original = bundled.face_chip
     bundled.face_chip = _timed(original, "landmarks_chips", clock)  # type: ignore[assignment]
     try:
+        options = {"lanes": 1, **options}  # one lane: stage times add up to the total
         guard = Guard(batch_size=batch, skip_minor_below_review=skip_minor, **({"threads": threads} if threads else {}), **options)
         total = _run_stages(guard, paths, batch, load_image, clock)
     finally:
@@ -162,7 +165,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024, help="square image side in pixels")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--images", type=int, default=32, help="images timed (the 16-image corpus is cycled)")
-    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: onnxruntime's)")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: every core, in the one lane)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="a bundled embedder option, VALUE as JSON (for example detect_max_side=768); repeatable")
     parser.add_argument("--skip-minor", action="store_true", help="profile Guard(skip_minor_below_review=True)")

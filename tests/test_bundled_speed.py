@@ -5,6 +5,7 @@ Speed itself is measured in benchmarks/, never here.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -76,15 +77,55 @@ def test_face_models_are_skipped_only_when_no_face_is_found(guard: Guard, benign
     assert with_face[0].faces and age.calls == 1 and nsfw.calls == 2  # open_nsfw sees whole frames only
 
 
-def test_face_finding_errors_reach_the_caller(benign_images: dict[str, Any]) -> None:
-    emb = bundled.BundledEmbedder()
+@pytest.mark.parametrize("n", [1, 3])
+def test_face_finding_errors_reach_the_caller(benign_images: dict[str, Any], n: int) -> None:
+    """One frame: the face stage fails on the caller's thread; three frames: in the other lane's thread."""
+    emb = bundled.BundledEmbedder(lanes=2)
+    caller = threading.current_thread()
 
-    def broken(*args: Any) -> Any:
-        raise RuntimeError("face finder failed")
+    def broken(frames: Any) -> Any:
+        if n == 1 or threading.current_thread() is not caller:
+            raise RuntimeError("face finder failed")
+        return [[] for _ in frames]
 
     emb.face_stage.finder.find = broken  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="face finder failed"):
-        emb.embed([benign_images["astronaut"]])
+        emb.embed([benign_images["astronaut"]] * n)
+
+
+def _frames_for_lanes(benign_images: dict[str, Any]) -> list[np.ndarray]:
+    a = benign_images["astronaut"]
+    return [a, benign_images["coffee"], np.ascontiguousarray(a[:, ::-1]), benign_images["chelsea"], a[64:448, 32:480]]
+
+
+def _assert_same(a: list[Any], b: list[Any]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x.vector, y.vector)
+        assert x.faces_searched == y.faces_searched and [f.box for f in x.faces] == [f.box for f in y.faces]
+        for fx, fy in zip(x.faces, y.faces, strict=True):
+            np.testing.assert_array_equal(fx.vector, fy.vector)
+
+
+def test_lanes_change_no_result(guard: Guard, benign_images: dict[str, Any]) -> None:
+    """Splitting a batch into lanes (or a single frame by stage) gives bit-identical embeddings."""
+    frames = _frames_for_lanes(benign_images)
+    one = bundled.BundledEmbedder(lanes=1)
+    reference = one.embed(frames)
+    assert sum(len(e.faces) for e in reference) >= 3  # the astronaut's face, three times
+    for lanes in (2, 3):
+        emb = bundled.BundledEmbedder(lanes=lanes)
+        _assert_same(emb.embed(frames), reference)
+        _assert_same(emb.embed(frames[:1]), reference[:1])  # one frame: split by stage
+        images = emb.embed_images(frames)
+        _assert_same(images, one.embed_images(frames))
+        _assert_same(emb.embed_faces(frames, images), reference)
+    assert bundled.BundledEmbedder(lanes=2).embed([]) == []
+
+
+def test_lanes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="lanes must be at least 1"):
+        bundled.BundledEmbedder(lanes=0)
 
 
 def _has_cuda() -> bool:

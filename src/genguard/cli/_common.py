@@ -40,7 +40,7 @@ def add_guard_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--head", default=None, help="head weights (.safetensors with .json beside it); default: the shipped head")
     g.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the models run (default: cpu)")
     g.add_argument("--batch-size", type=int, default=8, help="frames per model call (default: 8)")
-    g.add_argument("--threads", type=int, default=None, help="onnxruntime threads per model (default: one per core)")
+    g.add_argument("--threads", type=int, default=None, help="onnxruntime threads per model and lane (default: the cores shared among the lanes)")
 
 
 def parse_assume(text: str | None) -> dict[str, int] | None:

@@ -15,8 +15,12 @@ For each batch of frames it
    mirror image (:meth:`BundledEmbedder.embed_faces`).
 
 Every model runs batched: one call per model (and per view size for the face
-finder) for the whole batch; the faces of all frames share one age call, skipped
-when no face was found. (Faces are no longer embedded with open_nsfw: the shipped
+finder) for each part of the batch; the faces of a part share one age call, skipped
+when no face was found. On the CPU a batch is split into ``lanes`` parts (two by
+default) embedded side by side, each model on one onnxruntime thread per lane: on
+a small machine that keeps every core busy through the Python steps between model
+calls, which onnxruntime's own threads leave idle. A single frame is split by stage
+instead: its whole-frame models run beside its face stage. (Faces are no longer embedded with open_nsfw: the shipped
 head never used those 1,024 features, and they cost more than the rest of the face stage.)
 """
 
@@ -24,9 +28,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -36,11 +43,13 @@ from genguard._types import FloatArray, RGBArray
 from genguard.embedders.base import FaceEmbedding, ImageEmbedding
 from genguard.embedders.bundled.assets import ASSETS, onnx_session, resolve_providers
 from genguard.embedders.bundled.face_stage import AGE_BINS, FaceStage, age_outputs
-from genguard.embedders.bundled.faces import resize
+from genguard.embedders.bundled.faces import FoundFace
+from genguard.embedders.bundled.resizing import resize
 
 __all__ = ["NUDENET_LABELS", "BundledEmbedder"]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 NUDENET_LABELS: Final = (
     "FEMALE_GENITALIA_COVERED",
@@ -82,7 +91,10 @@ class BundledEmbedder:
     device : {"cpu", "cuda"}, default "cpu"
         Where onnxruntime runs the models. ``"cuda"`` needs onnxruntime-gpu; without it the constructor raises.
     threads : int or None, default None
-        onnxruntime intra-op threads per model; None uses one per physical core.
+        onnxruntime intra-op threads per model and lane; None divides this process's cores among the lanes.
+    lanes : int or None, default None
+        Parts a batch is split into, embedded side by side on threads; None uses two on the CPU
+        (one where this process has a single core) and one on CUDA. Results do not depend on it.
     max_faces : int, default 16
         Faces embedded per frame, largest first; more are ignored (and logged).
     min_face : int, default 12
@@ -105,12 +117,21 @@ class BundledEmbedder:
         *,
         device: str = "cpu",
         threads: int | None = None,
+        lanes: int | None = None,
         max_faces: int = 16,
         min_face: int = 12,
         detect_max_side: int = 1024,
     ) -> None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if lanes is None:
+            lanes = 1 if device != "cpu" else min(2, cores)
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, got {lanes}")
         self.device = device
         self.threads = threads
+        self.lanes = lanes
+        if threads is None and device == "cpu":
+            threads = max(1, cores // lanes)
         self.max_faces = max_faces
         self.min_face = min_face
         self.detect_max_side = detect_max_side
@@ -123,6 +144,8 @@ class BundledEmbedder:
         self.face_stage = FaceStage(
             providers=providers, threads=threads, max_faces=max_faces, min_face=min_face, detect_max_side=detect_max_side
         )
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"BundledEmbedder(device={self.device!r})"
@@ -146,10 +169,48 @@ class BundledEmbedder:
     # ----------------------------------------------------------------- embed
     def embed(self, frames: Sequence[RGBArray]) -> list[ImageEmbedding]:
         """Embed a batch of RGB frames, faces included; one :class:`ImageEmbedding` per frame, in order."""
-        return self.embed_faces(frames, self.embed_images(frames))
+        frames = list(frames)
+        if len(frames) == 1 and self.lanes > 1:  # one frame: its whole-frame models run beside its face stage
+            images = self._lane_pool().submit(self._images, frames)
+            chips = self.face_stage.chips(frames)
+            return self._faces(images.result(), chips)
+        return self._in_lanes(lambda part: self._faces(self._images(part), self.face_stage.chips(part)), frames)
 
     def embed_images(self, frames: Sequence[RGBArray]) -> list[ImageEmbedding]:
         """The whole-frame stage alone: NudeNet and open_nsfw; faces not searched (``faces_searched=False``)."""
+        return self._in_lanes(self._images, list(frames))
+
+    def embed_faces(self, frames: Sequence[RGBArray], images: Sequence[ImageEmbedding]) -> list[ImageEmbedding]:
+        """The face stage for frames whose whole-frame embeddings are ``images``: returns them with faces added.
+
+        Faces of each lane's frames are found in one batched detector pass, aligned, and
+        embedded in one age network call.
+        """
+        if len(frames) != len(images):
+            raise ValueError(f"embed_faces got {len(frames)} frames but {len(images)} image embeddings")
+        pairs = list(zip(frames, images))
+        return self._in_lanes(lambda part: self._faces([e for _, e in part], self.face_stage.chips([f for f, _ in part])), pairs)
+
+    # ----------------------------------------------------------------- lanes
+    def _in_lanes(self, fn: Callable[[list[_T]], list[ImageEmbedding]], items: list[_T]) -> list[ImageEmbedding]:
+        """``fn`` over ``items`` split into up to ``lanes`` contiguous parts run side by side; results in order."""
+        k = min(self.lanes, len(items))
+        if k <= 1:
+            return fn(items) if items else []
+        bounds = [len(items) * i // k for i in range(k + 1)]
+        parts = [items[a:b] for a, b in zip(bounds, bounds[1:])]
+        pool = self._lane_pool()
+        futures = [pool.submit(fn, part) for part in parts[1:]]
+        first = fn(parts[0])  # the caller's thread is a lane too
+        return first + [e for f in futures for e in f.result()]
+
+    def _lane_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=max(1, self.lanes - 1), thread_name_prefix="genguard-lane")
+            return self._pool
+
+    def _images(self, frames: list[RGBArray]) -> list[ImageEmbedding]:
         if not frames:
             return []
         nude_scores = self._run_nudenet(frames)
@@ -166,18 +227,10 @@ class BundledEmbedder:
             results.append(ImageEmbedding(vector=vector, details=details, faces_searched=False))
         return results
 
-    def embed_faces(self, frames: Sequence[RGBArray], images: Sequence[ImageEmbedding]) -> list[ImageEmbedding]:
-        """The face stage for frames whose whole-frame embeddings are ``images``: returns them with faces added.
-
-        Faces of every frame are found in one batched detector pass, aligned, and
-        embedded in one age network call.
-        """
-        if len(frames) != len(images):
-            raise ValueError(f"embed_faces got {len(frames)} frames but {len(images)} image embeddings")
-        if not frames:
-            return []
-        owners = [(i, face, chip) for i, faces in enumerate(self.face_stage.chips(frames)) for face, chip in faces]
-        per_frame: list[list[FaceEmbedding]] = [[] for _ in frames]
+    def _faces(self, images: Sequence[ImageEmbedding], chips: list[list[tuple[FoundFace, npt.NDArray[np.uint8]]]]) -> list[ImageEmbedding]:
+        """``images`` with their frames' faces (``chips``, from the face stage) embedded by the age network."""
+        owners = [(i, face, chip) for i, faces in enumerate(chips) for face, chip in faces]
+        per_frame: list[list[FaceEmbedding]] = [[] for _ in images]
         if owners:
             age_feats, age_probs, minor_logits = age_outputs(self._age, np.stack([chip for _, _, chip in owners]))
             ages = age_probs @ AGE_BINS

@@ -34,8 +34,9 @@ import numpy as np
 import numpy.typing as npt
 
 from genguard._types import Box, FloatArray, RGBArray
+from genguard.embedders.bundled.resizing import resize
 
-__all__ = ["ACCEPT", "CANDIDATE", "CONFIRM", "DETAIL_MAX", "FaceFinder", "FoundFace", "clip_box", "face_chip", "iou", "resize"]
+__all__ = ["ACCEPT", "CANDIDATE", "CONFIRM", "DETAIL_MAX", "FaceFinder", "FoundFace", "clip_box", "face_chip", "iou"]
 
 CANDIDATE: Final = 0.3
 """Detector score from which a box is a candidate face."""
@@ -235,14 +236,6 @@ def clip_box(box: Any, w: int, h: int) -> Box | None:
     if x1 - x0 < 2 or y1 - y0 < 2:
         return None
     return (x0, y0, x1, y1)
-
-
-def resize(image: RGBArray, w: int, h: int) -> RGBArray:
-    """``image`` resized to ``w`` x ``h`` (area averaging when shrinking, bilinear when growing)."""
-    import cv2
-
-    interp = cv2.INTER_AREA if w < image.shape[1] else cv2.INTER_LINEAR
-    return np.asarray(cv2.resize(np.ascontiguousarray(image), (w, h), interpolation=interp), dtype=np.uint8)
 
 
 def _crop_square(work: RGBArray, view: _View) -> npt.NDArray[np.uint8]:
