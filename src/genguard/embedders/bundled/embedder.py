@@ -5,7 +5,8 @@ For each batch of frames it
 1. embeds each whole frame with open_nsfw (its NSFW logit and 1024-d penultimate
    layer) and NudeNet's highest score for each of its 18 classes
    (:meth:`BundledEmbedder.embed_images`);
-2. finds faces with BlazeFace full-range (:class:`~genguard.embedders.bundled.faces.FaceFinder`),
+2. finds faces with BlazeFace full-range (:class:`~genguard.embedders.bundled.faces.FaceFinder`,
+   given NudeNet's face boxes from step 1 as proposals: :mod:`~genguard.embedders.bundled.proposals`),
    aligns each with dlib's 5-point landmarks into a 64 px chip
    (:func:`~genguard.embedders.bundled.faces.face_chip`), both in
    :class:`~genguard.embedders.bundled.face_stage.FaceStage`, and embeds each face with
@@ -37,6 +38,7 @@ from genguard.embedders.base import FaceEmbedding, ImageEmbedding
 from genguard.embedders.bundled.assets import ASSETS, onnx_session, resolve_providers
 from genguard.embedders.bundled.face_stage import AGE_BINS, FaceStage, age_outputs
 from genguard.embedders.bundled.faces import resize
+from genguard.embedders.bundled.proposals import Proposal, nudenet_face_proposals
 
 __all__ = ["NUDENET_LABELS", "BundledEmbedder"]
 
@@ -152,7 +154,7 @@ class BundledEmbedder:
         """The whole-frame stage alone: NudeNet and open_nsfw; faces not searched (``faces_searched=False``)."""
         if not frames:
             return []
-        nude_scores = self._run_nudenet(frames)
+        nude_scores, proposals = self._run_nudenet(frames)
         logits, nsfw_feats = self._run_nsfw(np.stack([_nsfw_whole(f) for f in frames]))
         results = []
         for i in range(len(frames)):
@@ -163,7 +165,7 @@ class BundledEmbedder:
                 if "EXPOSED" in label and s >= 0.25
             }
             details = {"open_nsfw": round(float(_sigmoid(logits[i])), 4), "nudenet": exposed}
-            results.append(ImageEmbedding(vector=vector, details=details, faces_searched=False))
+            results.append(ImageEmbedding(vector=vector, details=details, faces_searched=False, face_proposals=tuple(proposals[i])))
         return results
 
     def embed_faces(self, frames: Sequence[RGBArray], images: Sequence[ImageEmbedding]) -> list[ImageEmbedding]:
@@ -176,7 +178,8 @@ class BundledEmbedder:
             raise ValueError(f"embed_faces got {len(frames)} frames but {len(images)} image embeddings")
         if not frames:
             return []
-        owners = [(i, face, chip) for i, faces in enumerate(self.face_stage.chips(frames)) for face, chip in faces]
+        found = self.face_stage.chips(frames, [e.face_proposals for e in images])
+        owners = [(i, face, chip) for i, faces in enumerate(found) for face, chip in faces]
         per_frame: list[list[FaceEmbedding]] = [[] for _ in frames]
         if owners:
             age_feats, age_probs, minor_logits = age_outputs(self._age, np.stack([chip for _, _, chip in owners]))
@@ -189,12 +192,12 @@ class BundledEmbedder:
         return [replace(e, faces=tuple(faces), faces_searched=True) for e, faces in zip(images, per_frame)]
 
     # ---------------------------------------------------------------- models
-    def _run_nudenet(self, frames: Sequence[RGBArray]) -> FloatArray:
-        """NudeNet's highest score per class and frame ([B, 18])."""
+    def _run_nudenet(self, frames: Sequence[RGBArray]) -> tuple[FloatArray, list[list[Proposal]]]:
+        """NudeNet's highest score per class and frame ([B, 18]), and its face boxes per frame (face proposals)."""
         batch = np.stack([_letterbox(f, _NUDENET_SIZE) for f in frames])
         (out,) = self._nudenet.run(None, {"images": batch})  # [B, 4 + 18, anchors]
         scores: FloatArray = out[:, 4:, :].max(axis=2).astype(np.float32)
-        return scores
+        return scores, nudenet_face_proposals(out, [max(f.shape[:2]) for f in frames], input_size=_NUDENET_SIZE)
 
     def _run_nsfw(self, batch: FloatArray) -> tuple[FloatArray, FloatArray]:
         probs, feats = self._nsfw.run(["outputs", "Reshape:0"], {self._nsfw_input: batch})

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from genguard._types import Box, FloatArray, RGBArray
+from genguard.embedders.bundled.proposals import PROPOSAL_CONFIRM, PROPOSAL_ZOOM, SUPPORT, Proposal
 
 __all__ = ["ACCEPT", "CANDIDATE", "CONFIRM", "DETAIL_MAX", "FaceFinder", "FoundFace", "clip_box", "face_chip", "iou", "resize"]
 
@@ -106,8 +108,14 @@ class FaceFinder:
         self.max_side = max_side
         self._anchors: dict[int, FloatArray] = {}
 
-    def find(self, frames: list[RGBArray]) -> list[list[FoundFace]]:
-        """Faces in each frame, best score first; one list per frame, in order."""
+    def find(self, frames: list[RGBArray], proposals: Sequence[Sequence[Proposal]] | None = None) -> list[list[FoundFace]]:
+        """Faces in each frame, best score first; one list per frame, in order.
+
+        ``proposals`` are another detector's face boxes per frame, in frame pixels (NudeNet's:
+        :mod:`~genguard.embedders.bundled.proposals` says how they are used).
+        """
+        if proposals is not None and len(proposals) != len(frames):
+            raise ValueError(f"find got {len(frames)} frames but {len(proposals)} proposal lists")
         works, scales = [], []
         for frame in frames:
             h, w = frame.shape[:2]
@@ -119,27 +127,29 @@ class FaceFinder:
         for view, found in zip(views, self._detect(works, views, CANDIDATE)):
             cands[view.frame].extend(found)
         merged = [_weighted_nms(c)[:_MAX_CANDIDATES] for c in cands]
-        checks = [
-            (i, j, _zoom_view(i, box)) for i, faces in enumerate(merged) for j, (box, score, _) in enumerate(faces) if score < ACCEPT
+        props = [[(np.asarray(b, np.float64) * scales[i], sc) for b, sc in p] for i, p in enumerate(proposals or [[]] * len(frames))]
+        backed = {  # candidates a proposal of at least SUPPORT overlaps: kept without the zoomed check
+            (i, j) for i, faces in enumerate(merged) for j, f in enumerate(faces) if any(sc >= SUPPORT and _iou_f(f[0], b) > 0.2 for b, sc in props[i])
+        }
+        checks = [  # (frame, candidate j >= 0 or proposal -1 - k, view, score needed)
+            (i, j, _zoom_view(i, f[0]), CONFIRM) for i, faces in enumerate(merged) for j, f in enumerate(faces) if f[1] < ACCEPT and (i, j) not in backed
         ]
+        checks += [(i, -1 - k, _zoom_view(i, b, PROPOSAL_ZOOM), PROPOSAL_CONFIRM) for i, p in enumerate(props) for k, (b, _) in enumerate(p)]
         confirmed = {}
-        for (i, j, view), found in zip(checks, self._detect(works, [v for _, _, v in checks], 0.0, centre_only=True)):
+        for (i, j, _, need), found in zip(checks, self._detect(works, [c[2] for c in checks], 0.0, centre_only=True)):
             best = max(found, key=lambda f: f[1], default=None)
-            if best is not None and best[1] >= CONFIRM:
-                confirmed[(i, j)] = (best[0], max(best[1], merged[i][j][1]), best[2])
+            if best is not None and best[1] >= need:
+                confirmed[(i, j)] = (best[0], max(best[1], merged[i][j][1]) if j >= 0 else best[1], best[2])
         out: list[list[FoundFace]] = []
         for i, faces in enumerate(merged):
             h, w = frames[i].shape[:2]
-            kept = []
-            for j, face in enumerate(faces):
-                if face[1] < ACCEPT:
-                    if (i, j) not in confirmed:
-                        continue
-                    face = confirmed[(i, j)]
-                box = clip_box(face[0] / scales[i], w, h)
-                if box is not None:
-                    kept.append(FoundFace(box, float(face[1]), (face[2] / scales[i]).astype(np.float32)))
-            out.append(sorted(kept, key=lambda f: -f.score))
+            kept = [confirmed.get((i, j), f) for j, f in enumerate(faces) if f[1] >= ACCEPT or (i, j) in backed or (i, j) in confirmed]
+            for k in range(len(props[i])):  # confirmed proposals that no kept face already covers
+                if (i, -1 - k) in confirmed and all(_iou_f(confirmed[(i, -1 - k)][0], f[0]) <= _NMS_IOU for f in kept):
+                    kept.append(confirmed[(i, -1 - k)])
+            boxes = [(clip_box(f[0] / scales[i], w, h), f) for f in kept]
+            faces_out = [FoundFace(b, float(f[1]), (f[2] / scales[i]).astype(np.float32)) for b, f in boxes if b is not None]
+            out.append(sorted(faces_out, key=lambda f: -f.score))
         return out
 
     def _detect(
@@ -175,8 +185,8 @@ def _search_views(frame: int, w: int, h: int) -> list[_View]:
     ]
 
 
-def _zoom_view(frame: int, box: FloatArray) -> _View:
-    side = max(float(box[2] - box[0]), float(box[3] - box[1]), 1.0) * _ZOOM
+def _zoom_view(frame: int, box: FloatArray, zoom: float = _ZOOM) -> _View:
+    side = max(float(box[2] - box[0]), float(box[3] - box[1]), 1.0) * zoom
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     return _View(frame, float(cx - side / 2), float(cy - side / 2), side, _BASE)
 
