@@ -1,7 +1,8 @@
 """Face finding: recall on generated scenes (plain and hard), false faces on benign photos without people, time.
 
 Measures the bundled face finder (:class:`genguard.embedders.bundled.faces.FaceFinder`,
-the code ``Guard()`` runs) on
+the code ``Guard()`` runs, with NudeNet's face proposals from the whole-image stage unless
+``--no-proposals``) on
 
 - ``genguard scenes``: UTKFace val faces (48-256 px) pasted into 1024 px benign
   backgrounds, recall by pasted size;
@@ -80,23 +81,27 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    parser.add_argument("--no-proposals", action="store_true", help="BlazeFace alone, without NudeNet's face proposals")
     args = parser.parse_args()
 
-    from genguard.embedders.bundled.assets import onnx_session
-    from genguard.embedders.bundled.faces import FaceFinder
+    from genguard.embedders.bundled import BundledEmbedder
     from genguard.learn.scenes import build_scenes, face_recall
 
-    finder = FaceFinder(onnx_session("blazeface", threads=args.threads))
+    embedder = BundledEmbedder(threads=args.threads)
+    finder = embedder.face_stage.finder
     seconds = {"frames": 0, "s": 0.0}
 
     def find(frames: list[np.ndarray]) -> list[Any]:
+        # NudeNet's face proposals come from the whole-image stage, as in Guard (untimed: it runs anyway)
+        proposals = None if args.no_proposals else [e.face_proposals for e in embedder.embed_images(frames)]
         t0 = time.perf_counter()
-        found = finder.find(frames)
+        found = finder.find(frames, proposals)
         seconds["s"] += time.perf_counter() - t0
         seconds["frames"] += len(frames)
         return found
 
-    result: dict[str, Any] = {"machine": machine(), "n": args.n, "seed": args.seed, "batch": args.batch, "threads": args.threads}
+    result: dict[str, Any] = {"machine": machine(), "n": args.n, "seed": args.seed, "batch": args.batch, "threads": args.threads,
+                              "proposals": not args.no_proposals}
     with tempfile.TemporaryDirectory() as tmp:
         for label, hard in (("scenes", False), ("hard_scenes", True)):
             manifest = build_scenes(args.faces, Path(tmp) / label, n=args.n, seed=args.seed, hard=hard)

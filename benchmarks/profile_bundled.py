@@ -95,7 +95,9 @@ def _run_stages(guard: Any, paths: list[Path], batch: int, load_image: Callable[
     emb._nudenet = _TimedSession(emb._nudenet, "nudenet", clock)
     emb._nsfw = _TimedSession(emb._nsfw, "open_nsfw", clock)
     emb._age = _TimedSession(emb._age, "age", clock)
-    emb.face_stage.finder.find = _timed(emb.face_stage.finder.find, "face_finding", clock)
+    finder = emb.face_stage.finder
+    finder.search = _timed(finder.search, "face_finding", clock)
+    finder.confirm = _timed(finder.confirm, "face_finding", clock)
     guard.head.score = _outermost(guard.head.score, "head", clock)  # type: ignore[method-assign]
     guard.head.sexual_scores = _outermost(guard.head.sexual_scores, "head", clock)  # type: ignore[method-assign]
     for name in ("embed", "embed_images", "embed_faces"):  # nested calls are counted once, at the outermost

@@ -14,6 +14,7 @@ import pytest
 from genguard import Guard
 from genguard.embedders.bundled import assets as _assets
 from genguard.embedders.bundled import embedder as bundled
+from genguard.embedders.bundled import inputs
 
 
 def _reference_letterbox(frame: np.ndarray, size: int) -> np.ndarray:
@@ -22,7 +23,7 @@ def _reference_letterbox(frame: np.ndarray, size: int) -> np.ndarray:
     side = max(h, w)
     square = np.zeros((side, side, 3), dtype=np.uint8)
     square[:h, :w] = frame
-    resized = square if side == size else bundled.resize(square, size, size)
+    resized = square if side == size else inputs.resize(square, size, size)
     return np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
 
 
@@ -47,7 +48,7 @@ def test_sessions_respect_threads_and_do_not_spin() -> None:
 def test_letterbox_matches_the_padded_reference_bit_for_bit(shape: tuple[int, int]) -> None:
     frame = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
     frame.flags.writeable = False  # frames from load_image are read-only
-    out = bundled._letterbox(frame, 320)
+    out = inputs.letterbox(frame, 320)
     assert out.shape == (3, 320, 320) and out.dtype == np.float32 and out.flags.c_contiguous
     np.testing.assert_array_equal(out, _reference_letterbox(frame, 320))
 
@@ -81,14 +82,14 @@ def test_face_models_are_skipped_only_when_no_face_is_found(guard: Guard, benign
 def test_face_finding_errors_reach_the_caller(benign_images: dict[str, Any], n: int) -> None:
     """One frame: the face stage fails on the caller's thread; three frames: in the other lane's thread."""
     emb = bundled.BundledEmbedder(lanes=2)
-    caller = threading.current_thread()
+    caller, search = threading.current_thread(), emb.face_stage.finder.search
 
     def broken(frames: Any) -> Any:
         if n == 1 or threading.current_thread() is not caller:
             raise RuntimeError("face finder failed")
-        return [[] for _ in frames]
+        return search(frames)
 
-    emb.face_stage.finder.find = broken  # type: ignore[method-assign]
+    emb.face_stage.finder.search = broken  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="face finder failed"):
         emb.embed([benign_images["astronaut"]] * n)
 

@@ -16,7 +16,7 @@ from genguard import Guard, IntegrityError, ModelFileError, UnknownBackboneError
 from genguard.embedders import Embedder, available_backbones, create_embedder
 from genguard.embedders.bundled import assets as _assets
 from genguard.embedders.bundled.embedder import FACE_DIM, IMAGE_DIM, NUDENET_LABELS
-from genguard.embedders.bundled.faces import _weighted_nms, clip_box, iou
+from genguard.embedders.bundled.boxes import clip_box, iou, weighted_nms
 
 
 # -------------------------------------------------------------------- registry
@@ -119,7 +119,7 @@ def test_box_helpers() -> None:
     assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
     assert iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
     kp = np.zeros((6, 2))
-    merged = _weighted_nms([(np.array([0.0, 0, 10, 10]), 0.9, kp), (np.array([1.0, 0, 11, 10]), 0.3, kp + 4),
+    merged = weighted_nms([(np.array([0.0, 0, 10, 10]), 0.9, kp), (np.array([1.0, 0, 11, 10]), 0.3, kp + 4),
                             (np.array([50.0, 50, 60, 60]), 0.7, kp)])
     assert [m[1] for m in merged] == [0.9, 0.7]  # overlapping boxes merge, keeping the best score
     np.testing.assert_allclose(merged[0][0], [0.25, 0, 10.25, 10])  # weighted by score

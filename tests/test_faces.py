@@ -7,6 +7,8 @@ from benchmarks/faces.py.
 
 from __future__ import annotations
 
+import csv
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -114,3 +116,44 @@ def test_face_chip_is_the_64px_aligned_face(finder: FaceFinder) -> None:
     assert chip.shape == (64, 64, 3) and chip.dtype == np.uint8
     assert chip.std() > 20  # a face, not a flat patch
     assert np.array_equal(chip, face_chip(frame, face.box, dlib.shape_predictor(str(asset_path("landmarks")))))
+
+
+def test_nudenet_face_proposals_decodes_face_classes_to_frame_pixels() -> None:
+    from genguard.embedders.bundled.embedder import NUDENET_LABELS
+    from genguard.embedders.bundled.proposals import PROPOSAL, nudenet_face_proposals
+
+    raw = np.zeros((1, 4 + len(NUDENET_LABELS), 4), np.float32)
+    raw[0, :4, 0] = [100, 50, 40, 20]  # a face at (80, 40)-(120, 60) in letterbox pixels
+    raw[0, 4 + NUDENET_LABELS.index("FACE_MALE"), 0] = 0.9
+    raw[0, :4, 1] = [102, 51, 40, 20]  # the same face again, weaker: suppressed
+    raw[0, 4 + NUDENET_LABELS.index("FACE_FEMALE"), 1] = 0.5
+    raw[0, :4, 2] = [200, 200, 40, 40]  # a box of another class: not a face
+    raw[0, 4 + NUDENET_LABELS.index("FEET_COVERED"), 2] = 0.9
+    raw[0, :4, 3] = [250, 250, 40, 40]  # a face under PROPOSAL: dropped
+    raw[0, 4 + NUDENET_LABELS.index("FACE_FEMALE"), 3] = PROPOSAL / 2
+    ((box, score),) = nudenet_face_proposals(raw, [640])[0]  # a 640 px frame: twice the letterbox
+    assert np.allclose(box, (160, 80, 240, 120)) and score == pytest.approx(0.9)
+
+
+@pytest.mark.utkface
+def test_nudenet_proposals_find_more_hard_faces_and_no_false_face(utkface_dir: Path, tmp_path: Path) -> None:
+    from skimage import data
+
+    from genguard.embedders.bundled import BundledEmbedder
+    from genguard.learn.scenes import build_scenes
+
+    emb = BundledEmbedder(threads=1)
+    finder = emb.face_stage.finder
+    manifest = build_scenes(utkface_dir, tmp_path, n=60, seed=2, split="calib", hard=True)
+    found = {True: 0, False: 0}
+    for row in csv.DictReader(manifest.open(newline="")):
+        frame = np.asarray(Image.open(tmp_path / row["path"]).convert("RGB"))
+        boxes = [f["box"] for f in json.loads(row["faces"])]
+        proposals = [e.face_proposals for e in emb.embed_images([frame])]
+        for use in (True, False):
+            hits = finder.find([frame], proposals if use else None)[0]
+            found[use] += sum(_hit(hits, tuple(b)) for b in boxes)
+    assert found[True] > found[False], found
+    frames = [data.coffee(), data.rocket(), data.chelsea(), data.brick(), data.gravel()]
+    frames = [np.repeat(f[:, :, None], 3, axis=2) if f.ndim == 2 else f for f in frames]
+    assert finder.find(frames, [e.face_proposals for e in emb.embed_images(frames)]) == [[]] * len(frames)

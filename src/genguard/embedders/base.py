@@ -52,12 +52,17 @@ class ImageEmbedding:
     faces_searched : bool
         False when the face stage was skipped for this frame (see ``face_filter``
         in :meth:`BundledEmbedder.embed`); ``faces`` is then empty but says nothing.
+    face_proposals : tuple
+        Face boxes a whole-frame detector proposed, ``((left, top, right, bottom), score)``
+        in frame pixels, for the face stage to check (the bundled backbone's NudeNet faces);
+        not part of the vector, not cached.
     """
 
     vector: FloatArray
     faces: tuple[FaceEmbedding, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
     faces_searched: bool = True
+    face_proposals: tuple[tuple[tuple[float, float, float, float], float], ...] = ()
 
 
 @runtime_checkable

@@ -5,7 +5,8 @@ For each batch of frames it
 1. embeds each whole frame with open_nsfw (its NSFW logit and 1024-d penultimate
    layer) and NudeNet's highest score for each of its 18 classes
    (:meth:`BundledEmbedder.embed_images`);
-2. finds faces with BlazeFace full-range (:class:`~genguard.embedders.bundled.faces.FaceFinder`),
+2. finds faces with BlazeFace full-range (:class:`~genguard.embedders.bundled.faces.FaceFinder`,
+   given NudeNet's face boxes from step 1 as proposals: :mod:`~genguard.embedders.bundled.proposals`),
    aligns each with dlib's 5-point landmarks into a 64 px chip
    (:func:`~genguard.embedders.bundled.faces.face_chip`), both in
    :class:`~genguard.embedders.bundled.face_stage.FaceStage`, and embeds each face with
@@ -37,14 +38,14 @@ from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from genguard._types import FloatArray, RGBArray
 from genguard.embedders.base import FaceEmbedding, ImageEmbedding
 from genguard.embedders.bundled.assets import ASSETS, onnx_session, resolve_providers
 from genguard.embedders.bundled.face_stage import AGE_BINS, FaceStage, age_outputs
 from genguard.embedders.bundled.faces import FoundFace
-from genguard.embedders.bundled.resizing import resize
+from genguard.embedders.bundled.proposals import Proposal, nudenet_face_proposals
+from genguard.embedders.bundled.inputs import letterbox, nsfw_view
 
 __all__ = ["NUDENET_LABELS", "BundledEmbedder"]
 
@@ -72,10 +73,9 @@ NUDENET_LABELS: Final = (
     "BUTTOCKS_COVERED",
 )
 _NUDENET_SIZE: Final = 320
-_NSFW_MEAN_BGR: Final = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 
 _MODEL_KEYS: Final = ("agenet", "blazeface", "landmarks", "nudenet", "open_nsfw")
-FACE_FINDER: Final = "blazeface-full-range+dlib5-v1"
+FACE_FINDER: Final = "blazeface-full-range+nudenet-proposals+dlib5-v2"
 """Which face finder and alignment made the face vectors (part of the feature layout: caches and heads record it)."""
 FACE_LAYOUT: Final = {"age_penultimate": (0, 256), "minor_logits": (256, 259), "expected_age_div100": (259, 260)}
 """Named slices of a face vector; ``minor_logits`` holds the under-12, under-15 and under-18 logits."""
@@ -170,11 +170,14 @@ class BundledEmbedder:
     def embed(self, frames: Sequence[RGBArray]) -> list[ImageEmbedding]:
         """Embed a batch of RGB frames, faces included; one :class:`ImageEmbedding` per frame, in order."""
         frames = list(frames)
-        if len(frames) == 1 and self.lanes > 1:  # one frame: its whole-frame models run beside its face stage
-            images = self._lane_pool().submit(self._images, frames)
-            chips = self.face_stage.chips(frames)
-            return self._faces(images.result(), chips)
-        return self._in_lanes(lambda part: self._faces(self._images(part), self.face_stage.chips(part)), frames)
+        if len(frames) == 1 and self.lanes > 1:
+            # One frame: the whole-frame models run beside the face search, whose candidates then
+            # meet NudeNet's face proposals in the zoomed checks.
+            pending = self._lane_pool().submit(self._images, frames)
+            search = self.face_stage.finder.search(frames)
+            images = pending.result()
+            return self._faces(images, self.face_stage.finish(frames, search, _proposals(images)))
+        return self._in_lanes(self._embed_part, frames)
 
     def embed_images(self, frames: Sequence[RGBArray]) -> list[ImageEmbedding]:
         """The whole-frame stage alone: NudeNet and open_nsfw; faces not searched (``faces_searched=False``)."""
@@ -183,13 +186,17 @@ class BundledEmbedder:
     def embed_faces(self, frames: Sequence[RGBArray], images: Sequence[ImageEmbedding]) -> list[ImageEmbedding]:
         """The face stage for frames whose whole-frame embeddings are ``images``: returns them with faces added.
 
-        Faces of each lane's frames are found in one batched detector pass, aligned, and
-        embedded in one age network call.
+        Faces of each lane's frames are found in one batched detector pass (with NudeNet's face
+        proposals from ``images``), aligned, and embedded in one age network call.
         """
         if len(frames) != len(images):
             raise ValueError(f"embed_faces got {len(frames)} frames but {len(images)} image embeddings")
-        pairs = list(zip(frames, images))
-        return self._in_lanes(lambda part: self._faces([e for _, e in part], self.face_stage.chips([f for f, _ in part])), pairs)
+
+        def part(pairs: list[tuple[RGBArray, ImageEmbedding]]) -> list[ImageEmbedding]:
+            embs = [e for _, e in pairs]
+            return self._faces(embs, self.face_stage.chips([f for f, _ in pairs], _proposals(embs)))
+
+        return self._in_lanes(part, list(zip(frames, images)))
 
     # ----------------------------------------------------------------- lanes
     def _in_lanes(self, fn: Callable[[list[_T]], list[ImageEmbedding]], items: list[_T]) -> list[ImageEmbedding]:
@@ -210,11 +217,15 @@ class BundledEmbedder:
                 self._pool = ThreadPoolExecutor(max_workers=max(1, self.lanes - 1), thread_name_prefix="genguard-lane")
             return self._pool
 
+    def _embed_part(self, frames: list[RGBArray]) -> list[ImageEmbedding]:
+        images = self._images(frames)
+        return self._faces(images, self.face_stage.chips(frames, _proposals(images)))
+
     def _images(self, frames: list[RGBArray]) -> list[ImageEmbedding]:
         if not frames:
             return []
-        nude_scores = self._run_nudenet(frames)
-        logits, nsfw_feats = self._run_nsfw(np.stack([_nsfw_whole(f) for f in frames]))
+        nude_scores, proposals = self._run_nudenet(frames)
+        logits, nsfw_feats = self._run_nsfw(np.stack([nsfw_view(f) for f in frames]))
         results = []
         for i in range(len(frames)):
             vector = np.concatenate([[logits[i]], nude_scores[i], nsfw_feats[i]]).astype(np.float32)
@@ -224,7 +235,7 @@ class BundledEmbedder:
                 if "EXPOSED" in label and s >= 0.25
             }
             details = {"open_nsfw": round(float(_sigmoid(logits[i])), 4), "nudenet": exposed}
-            results.append(ImageEmbedding(vector=vector, details=details, faces_searched=False))
+            results.append(ImageEmbedding(vector=vector, details=details, faces_searched=False, face_proposals=tuple(proposals[i])))
         return results
 
     def _faces(self, images: Sequence[ImageEmbedding], chips: list[list[tuple[FoundFace, npt.NDArray[np.uint8]]]]) -> list[ImageEmbedding]:
@@ -242,12 +253,12 @@ class BundledEmbedder:
         return [replace(e, faces=tuple(faces), faces_searched=True) for e, faces in zip(images, per_frame)]
 
     # ---------------------------------------------------------------- models
-    def _run_nudenet(self, frames: Sequence[RGBArray]) -> FloatArray:
-        """NudeNet's highest score per class and frame ([B, 18])."""
-        batch = np.stack([_letterbox(f, _NUDENET_SIZE) for f in frames])
+    def _run_nudenet(self, frames: Sequence[RGBArray]) -> tuple[FloatArray, list[list[Proposal]]]:
+        """NudeNet's highest score per class and frame ([B, 18]), and its face boxes per frame (face proposals)."""
+        batch = np.stack([letterbox(f, _NUDENET_SIZE) for f in frames])
         (out,) = self._nudenet.run(None, {"images": batch})  # [B, 4 + 18, anchors]
         scores: FloatArray = out[:, 4:, :].max(axis=2).astype(np.float32)
-        return scores
+        return scores, nudenet_face_proposals(out, [max(f.shape[:2]) for f in frames], input_size=_NUDENET_SIZE)
 
     def _run_nsfw(self, batch: FloatArray) -> tuple[FloatArray, FloatArray]:
         probs, feats = self._nsfw.run(["outputs", "Reshape:0"], {self._nsfw_input: batch})
@@ -256,35 +267,9 @@ class BundledEmbedder:
 
 
 # ------------------------------------------------------------- pure helpers
+def _proposals(images: Sequence[ImageEmbedding]) -> list[tuple[Proposal, ...]]:
+    return [e.face_proposals for e in images]
+
+
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-float(x)))
-
-
-def _letterbox(frame: RGBArray, size: int) -> FloatArray:
-    """NudeNet's input: pad bottom/right to a square, resize to ``size``, RGB in [0, 1], CHW."""
-    h, w = frame.shape[:2]
-    side = max(h, w)
-    if side * side > 4 * h * w:
-        # Extreme aspect ratio (1x20000): shrink first, so the canvas is never side x side (a MemoryError).
-        scale = size / side
-        frame = resize(frame, max(1, round(w * scale)), max(1, round(h * scale)))
-        h, w, side = frame.shape[0], frame.shape[1], size
-    if h == w:
-        square = frame  # nothing to pad: skip the canvas and its copy
-    else:
-        square = np.zeros((side, side, 3), dtype=np.uint8)
-        square[:h, :w] = frame
-    resized = square if side == size else resize(square, size, size)
-    out = np.empty((3, size, size), dtype=np.float32)
-    return np.divide(resized.transpose(2, 0, 1), np.float32(255.0), out=out)
-
-
-def _nsfw_whole(frame: RGBArray) -> FloatArray:
-    """open_nsfw's input for a whole frame: bilinear 256x256, centre crop 224, BGR minus mean."""
-    img = Image.fromarray(np.ascontiguousarray(frame)).resize((256, 256), Image.Resampling.BILINEAR)
-    arr = np.asarray(img, dtype=np.uint8)[16:240, 16:240]
-    return _nsfw_normalise(arr)
-
-
-def _nsfw_normalise(rgb224: npt.NDArray[np.uint8]) -> FloatArray:
-    return np.ascontiguousarray(rgb224[:, :, ::-1].astype(np.float32) - _NSFW_MEAN_BGR)

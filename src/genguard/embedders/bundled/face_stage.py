@@ -19,7 +19,8 @@ import numpy.typing as npt
 
 from genguard._types import FloatArray, RGBArray
 from genguard.embedders.bundled.assets import asset_path, onnx_session
-from genguard.embedders.bundled.faces import FaceFinder, FoundFace, face_chip
+from genguard.embedders.bundled.faces import FaceFinder, FoundFace, Search, face_chip
+from genguard.embedders.bundled.proposals import Proposal
 
 __all__ = ["AGE_BINS", "AGE_MEANS", "FaceStage", "age_outputs"]
 
@@ -57,11 +58,22 @@ class FaceStage:
         self._predictor = dlib.shape_predictor(str(asset_path("landmarks")))
         self._lock = threading.Lock()  # dlib's shape predictor is not documented as thread-safe
 
-    def chips(self, frames: Sequence[RGBArray]) -> list[list[tuple[FoundFace, npt.NDArray[np.uint8]]]]:
-        """For each frame, its kept faces (largest first) with their 64 x 64 RGB age chips."""
+    def chips(
+        self, frames: Sequence[RGBArray], proposals: Sequence[Sequence[Proposal]] | None = None
+    ) -> list[list[tuple[FoundFace, npt.NDArray[np.uint8]]]]:
+        """For each frame, its kept faces (largest first) with their 64 x 64 RGB age chips.
+
+        ``proposals`` are NudeNet's face boxes per frame, passed to :meth:`FaceFinder.confirm`.
+        """
         if not frames:
             return []
-        found = [self.select(faces) for faces in self.finder.find(list(frames))]
+        return self.finish(frames, self.finder.search(list(frames)), proposals)
+
+    def finish(
+        self, frames: Sequence[RGBArray], search: Search, proposals: Sequence[Sequence[Proposal]] | None = None
+    ) -> list[list[tuple[FoundFace, npt.NDArray[np.uint8]]]]:
+        """:meth:`chips` for frames whose :meth:`FaceFinder.search` is done (it can run beside NudeNet)."""
+        found = [self.select(faces) for faces in self.finder.confirm(search, proposals)]
         with self._lock:
             return [[(face, face_chip(frame, face.box, self._predictor)) for face in faces] for frame, faces in zip(frames, found)]
 

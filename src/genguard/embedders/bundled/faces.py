@@ -28,15 +28,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from genguard._types import Box, FloatArray, RGBArray
+from genguard.embedders.bundled.proposals import PROPOSAL_CONFIRM, PROPOSAL_ZOOM, SUPPORT, Proposal
+from genguard.embedders.bundled.boxes import Candidate, clip_box, iou, iou_xyxy, weighted_nms
 from genguard.embedders.bundled.resizing import resize
 
-__all__ = ["ACCEPT", "CANDIDATE", "CONFIRM", "DETAIL_MAX", "FaceFinder", "FoundFace", "clip_box", "face_chip", "iou"]
+__all__ = ["ACCEPT", "CANDIDATE", "CONFIRM", "DETAIL_MAX", "FaceFinder", "FoundFace", "Search", "clip_box", "face_chip", "iou"]
 
 CANDIDATE: Final = 0.3
 """Detector score from which a box is a candidate face."""
@@ -50,7 +53,7 @@ DETAIL_MAX: Final = 512
 _BASE: Final = 192  # the model's native input side
 _WHOLE_CANVAS: Final = 2.0  # whole view: canvas side / frame side
 _ZOOM: Final = 3.0  # zoomed check: view side / box side
-_NMS_IOU: Final = 0.3
+_NMS_IOU: Final = 0.3  # a confirmed proposal is a new face unless a kept face overlaps it more
 _MAX_CANDIDATES: Final = 64  # per frame, best first: a pathological frame cannot flood the zoomed check
 
 # dlib's 5-point model was trained on dlib HOG boxes; a BlazeFace box maps onto one by a shift and
@@ -85,6 +88,16 @@ class _View:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class Search:
+    """What :meth:`FaceFinder.search` found: per frame its shape, searched copy, scale to it, merged candidates."""
+
+    shapes: list[tuple[int, ...]]
+    works: list[RGBArray]
+    scales: list[float]
+    merged: list[list[Candidate]]
+
+
 class FaceFinder:
     """BlazeFace full-range over a whole and a detail view of each frame, with a zoomed check.
 
@@ -107,8 +120,18 @@ class FaceFinder:
         self.max_side = max_side
         self._anchors: dict[int, FloatArray] = {}
 
-    def find(self, frames: list[RGBArray]) -> list[list[FoundFace]]:
-        """Faces in each frame, best score first; one list per frame, in order."""
+    def find(self, frames: list[RGBArray], proposals: Sequence[Sequence[Proposal]] | None = None) -> list[list[FoundFace]]:
+        """Faces in each frame, best score first; one list per frame, in order.
+
+        ``proposals`` are another detector's face boxes per frame, in frame pixels (NudeNet's:
+        :mod:`~genguard.embedders.bundled.proposals` says how they are used). The same as
+        ``confirm(search(frames), proposals)``: the search does not need the proposals, so a
+        caller may run it while the proposing detector runs.
+        """
+        return self.confirm(self.search(frames), proposals)
+
+    def search(self, frames: list[RGBArray]) -> Search:
+        """The whole and detail views of each frame: merged candidate faces, before any zoomed check."""
         works, scales = [], []
         for frame in frames:
             h, w = frame.shape[:2]
@@ -116,38 +139,47 @@ class FaceFinder:
             works.append(frame if s == 1.0 else resize(frame, max(1, round(w * s)), max(1, round(h * s))))
             scales.append(s)
         views = [v for i, work in enumerate(works) for v in _search_views(i, work.shape[1], work.shape[0])]
-        cands: list[list[tuple[FloatArray, float, FloatArray]]] = [[] for _ in frames]
+        cands: list[list[Candidate]] = [[] for _ in frames]
         for view, found in zip(views, self._detect(works, views, CANDIDATE)):
             cands[view.frame].extend(found)
-        merged = [_weighted_nms(c)[:_MAX_CANDIDATES] for c in cands]
-        checks = [
-            (i, j, _zoom_view(i, box)) for i, faces in enumerate(merged) for j, (box, score, _) in enumerate(faces) if score < ACCEPT
+        merged = [weighted_nms(c)[:_MAX_CANDIDATES] for c in cands]
+        return Search([f.shape[:2] for f in frames], works, scales, merged)
+
+    def confirm(self, search: Search, proposals: Sequence[Sequence[Proposal]] | None = None) -> list[list[FoundFace]]:
+        """The faces of a :meth:`search`: candidates kept or checked on a zoomed view, and proposals checked."""
+        works, scales, merged = search.works, search.scales, search.merged
+        if proposals is not None and len(proposals) != len(works):
+            raise ValueError(f"find got {len(works)} frames but {len(proposals)} proposal lists")
+        props = [[(np.asarray(b, np.float64) * scales[i], sc) for b, sc in p] for i, p in enumerate(proposals or [[]] * len(works))]
+        backed = {  # candidates a proposal of at least SUPPORT overlaps: kept without the zoomed check
+            (i, j) for i, faces in enumerate(merged) for j, f in enumerate(faces) if any(sc >= SUPPORT and iou_xyxy(f[0], b) > 0.2 for b, sc in props[i])
+        }
+        checks = [  # (frame, candidate j >= 0 or proposal -1 - k, view, score needed)
+            (i, j, _zoom_view(i, f[0]), CONFIRM) for i, faces in enumerate(merged) for j, f in enumerate(faces) if f[1] < ACCEPT and (i, j) not in backed
         ]
+        checks += [(i, -1 - k, _zoom_view(i, b, PROPOSAL_ZOOM), PROPOSAL_CONFIRM) for i, p in enumerate(props) for k, (b, _) in enumerate(p)]
         confirmed = {}
-        for (i, j, view), found in zip(checks, self._detect(works, [v for _, _, v in checks], 0.0, centre_only=True)):
+        for (i, j, _, need), found in zip(checks, self._detect(works, [c[2] for c in checks], 0.0, centre_only=True)):
             best = max(found, key=lambda f: f[1], default=None)
-            if best is not None and best[1] >= CONFIRM:
-                confirmed[(i, j)] = (best[0], max(best[1], merged[i][j][1]), best[2])
+            if best is not None and best[1] >= need:
+                confirmed[(i, j)] = (best[0], max(best[1], merged[i][j][1]) if j >= 0 else best[1], best[2])
         out: list[list[FoundFace]] = []
         for i, faces in enumerate(merged):
-            h, w = frames[i].shape[:2]
-            kept = []
-            for j, face in enumerate(faces):
-                if face[1] < ACCEPT:
-                    if (i, j) not in confirmed:
-                        continue
-                    face = confirmed[(i, j)]
-                box = clip_box(face[0] / scales[i], w, h)
-                if box is not None:
-                    kept.append(FoundFace(box, float(face[1]), (face[2] / scales[i]).astype(np.float32)))
-            out.append(sorted(kept, key=lambda f: -f.score))
+            h, w = search.shapes[i]
+            kept = [confirmed.get((i, j), f) for j, f in enumerate(faces) if f[1] >= ACCEPT or (i, j) in backed or (i, j) in confirmed]
+            for k in range(len(props[i])):  # confirmed proposals that no kept face already covers
+                if (i, -1 - k) in confirmed and all(iou_xyxy(confirmed[(i, -1 - k)][0], f[0]) <= _NMS_IOU for f in kept):
+                    kept.append(confirmed[(i, -1 - k)])
+            boxes = [(clip_box(f[0] / scales[i], w, h), f) for f in kept]
+            faces_out = [FoundFace(b, float(f[1]), (f[2] / scales[i]).astype(np.float32)) for b, f in boxes if b is not None]
+            out.append(sorted(faces_out, key=lambda f: -f.score))
         return out
 
     def _detect(
         self, works: list[RGBArray], views: list[_View], threshold: float, *, centre_only: bool = False
-    ) -> list[list[tuple[FloatArray, float, FloatArray]]]:
+    ) -> list[list[Candidate]]:
         """Detections (box, score, keypoints in work-image pixels) per view; one model call per view size."""
-        results: list[list[tuple[FloatArray, float, FloatArray]]] = [[] for _ in views]
+        results: list[list[Candidate]] = [[] for _ in views]
         for size in sorted({v.size for v in views}):
             idx = [k for k, v in enumerate(views) if v.size == size]
             batch = np.stack([_crop_square(works[views[k].frame], views[k]) for k in idx])
@@ -176,15 +208,15 @@ def _search_views(frame: int, w: int, h: int) -> list[_View]:
     ]
 
 
-def _zoom_view(frame: int, box: FloatArray) -> _View:
-    side = max(float(box[2] - box[0]), float(box[3] - box[1]), 1.0) * _ZOOM
+def _zoom_view(frame: int, box: npt.NDArray[np.floating[Any]], zoom: float = _ZOOM) -> _View:
+    side = max(float(box[2] - box[0]), float(box[3] - box[1]), 1.0) * zoom
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     return _View(frame, float(cx - side / 2), float(cy - side / 2), side, _BASE)
 
 
 def _decode(
     reg: FloatArray, logits: FloatArray, anchors: FloatArray, view: _View, threshold: float, centre_only: bool
-) -> list[tuple[FloatArray, float, FloatArray]]:
+) -> list[Candidate]:
     """Boxes and keypoints of the anchors above ``threshold``, mapped from view to work-image pixels."""
     scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -80, 80)))
     keep = scores >= threshold
@@ -199,43 +231,6 @@ def _decode(
     boxes = np.concatenate([centres - halves, centres + halves], axis=1)
     keypoints = (points[:, 2:] + anchors[idx][:, None, :]) * unit + origin
     return [(boxes[k], float(scores[a]), keypoints[k]) for k, a in enumerate(idx)]
-
-
-def _weighted_nms(cands: list[tuple[FloatArray, float, FloatArray]]) -> list[tuple[FloatArray, float, FloatArray]]:
-    """MediaPipe's weighted non-maximum suppression: overlapping boxes are averaged, weighted by score."""
-    rest = sorted(cands, key=lambda c: -c[1])
-    out = []
-    while rest:
-        top = rest[0]
-        group = [c for c in rest if _iou_f(top[0], c[0]) > _NMS_IOU]
-        rest = [c for c in rest if _iou_f(top[0], c[0]) <= _NMS_IOU]
-        weights = np.array([c[1] for c in group])
-        weights /= weights.sum()
-        box = np.sum([w * c[0] for w, c in zip(weights, group)], axis=0)
-        keypoints = np.sum([w * c[2] for w, c in zip(weights, group)], axis=0)
-        out.append((box, top[1], keypoints))
-    return out
-
-
-def _iou_f(a: FloatArray, b: FloatArray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return float(ix * iy / union) if union > 0 else 0.0
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``(left, top, right, bottom)`` boxes."""
-    return _iou_f(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
-
-
-def clip_box(box: Any, w: int, h: int) -> Box | None:
-    """Round a box to whole pixels inside a ``w`` x ``h`` frame; None when under 2 px on a side."""
-    x0, y0 = max(0, int(round(float(box[0])))), max(0, int(round(float(box[1]))))
-    x1, y1 = min(w, int(round(float(box[2])))), min(h, int(round(float(box[3]))))
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return None
-    return (x0, y0, x1, y1)
 
 
 def _crop_square(work: RGBArray, view: _View) -> npt.NDArray[np.uint8]:
