@@ -45,3 +45,14 @@ def test_growing_is_bilinear_and_same_size_is_a_copy() -> None:
     np.testing.assert_array_equal(resize(img, 120, 80), cv2.resize(img, (120, 80), interpolation=cv2.INTER_LINEAR))
     same = resize(img, 60, 40)
     np.testing.assert_array_equal(same, img)
+
+
+@pytest.mark.parametrize("shape", [(1024, 1024), (750, 1000), (517, 333), (3000, 4000), (100, 100)])
+def test_nsfw_view_is_the_centre_of_the_256_px_resize_bit_for_bit(shape: tuple[int, int]) -> None:
+    from PIL import Image
+
+    from genguard.embedders.bundled.inputs import _nsfw_normalise, nsfw_view
+
+    frame = np.random.default_rng(shape[0]).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    whole = np.asarray(Image.fromarray(frame).resize((256, 256), Image.Resampling.BILINEAR))[16:240, 16:240]
+    np.testing.assert_array_equal(nsfw_view(frame), _nsfw_normalise(whole))
