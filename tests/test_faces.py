@@ -157,3 +157,18 @@ def test_nudenet_proposals_find_more_hard_faces_and_no_false_face(utkface_dir: P
     frames = [data.coffee(), data.rocket(), data.chelsea(), data.brick(), data.gravel()]
     frames = [np.repeat(f[:, :, None], 3, axis=2) if f.ndim == 2 else f for f in frames]
     assert finder.find(frames, [e.face_proposals for e in emb.embed_images(frames)]) == [[]] * len(frames)
+
+
+@pytest.mark.parametrize(("candidate", "zoomed", "kept"), [(0.7, 0.45, True), (0.7, 0.35, False), (0.5, 0.45, False), (0.5, 0.65, True)])
+def test_the_zoomed_check_asks_less_of_a_strong_candidate(candidate: float, zoomed: float, kept: bool) -> None:
+    """A candidate the detector scores >= STRONG needs STRONG_CONFIRM on the zoomed view, a weaker one CONFIRM."""
+    from genguard.embedders.bundled import faces as F
+
+    finder = F.FaceFinder(session=None)
+    box, kp = np.array([100.0, 100.0, 160.0, 160.0]), np.zeros((6, 2))
+    search = F.Search(shapes=[(512, 512)], works=[np.zeros((512, 512, 3), np.uint8)], scales=[1.0], merged=[[(box, candidate, kp)]])
+    finder._detect = lambda works, views, threshold, centre_only=False: [[(box + 2, zoomed, kp)] for _ in views]  # type: ignore[method-assign]
+    found = finder.confirm(search)[0]
+    assert bool(found) is kept
+    if kept:
+        assert found[0].box == (102, 102, 162, 162)  # the zoomed view's finer box
