@@ -64,7 +64,7 @@ class Guard:
         A ready embedder to use instead of building ``backbone`` (custom backbones, tests).
         It cannot be combined with ``backbone``, ``device`` or backbone options.
     **backbone_options
-        Passed to the embedder's constructor (for example ``threads=2``).
+        Passed to the embedder's constructor (for example ``threads=2`` or ``lanes=1``).
 
     Thread safety: one Guard may be shared by many threads; ``classify`` and
     ``classify_batch`` keep no per-call state on the object.
