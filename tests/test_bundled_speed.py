@@ -147,3 +147,23 @@ def test_cuda_runs_onnx_and_the_head_on_the_gpu(benign_images: dict[str, Any]) -
     a, b = gpu.classify(benign_images["astronaut"]), cpu.classify(benign_images["astronaut"])
     assert a.decision == b.decision
     assert abs(a.scores.minor - b.scores.minor) < 1e-3 and abs(a.scores.sexual - b.scores.sexual) < 1e-3
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_embeds_in_lanes(benign_images: dict[str, Any]) -> None:
+    """A child forked after the lanes' threads started gets its own pool instead of hanging on dead threads."""
+    import multiprocessing
+
+    emb = bundled.BundledEmbedder(lanes=2)
+    frames = [benign_images["astronaut"], benign_images["coffee"]]
+    expected = [len(e.faces) for e in emb.embed(frames)]  # starts the lane thread in this process
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=lambda: queue.put([len(e.faces) for e in emb.embed(frames)]))
+    child.start()
+    child.join(timeout=60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0
+    assert queue.get(timeout=5) == expected

@@ -145,6 +145,7 @@ class BundledEmbedder:
             providers=providers, threads=threads, max_faces=max_faces, min_face=min_face, detect_max_side=detect_max_side
         )
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = os.getpid()
         self._pool_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -213,8 +214,9 @@ class BundledEmbedder:
 
     def _lane_pool(self) -> ThreadPoolExecutor:
         with self._pool_lock:
-            if self._pool is None:
+            if self._pool is None or self._pool_pid != os.getpid():  # a forked child gets the pool but not its threads
                 self._pool = ThreadPoolExecutor(max_workers=max(1, self.lanes - 1), thread_name_prefix="genguard-lane")
+                self._pool_pid = os.getpid()
             return self._pool
 
     def _embed_part(self, frames: list[RGBArray]) -> list[ImageEmbedding]:
