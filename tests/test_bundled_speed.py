@@ -154,7 +154,7 @@ def test_a_forked_child_embeds_in_lanes(benign_images: dict[str, Any]) -> None:
     """A child forked after the lanes' threads started gets its own pool instead of hanging on dead threads."""
     import multiprocessing
 
-    emb = bundled.BundledEmbedder(lanes=2)
+    emb = bundled.BundledEmbedder(lanes=2, threads=1)  # one onnxruntime thread per lane: no onnxruntime pool to fork
     frames = [benign_images["astronaut"], benign_images["coffee"]]
     expected = [len(e.faces) for e in emb.embed(frames)]  # starts the lane thread in this process
     ctx = multiprocessing.get_context("fork")
