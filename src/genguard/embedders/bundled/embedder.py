@@ -44,8 +44,8 @@ from genguard.embedders.base import FaceEmbedding, ImageEmbedding
 from genguard.embedders.bundled.assets import ASSETS, onnx_session, resolve_providers
 from genguard.embedders.bundled.face_stage import AGE_BINS, FaceStage, age_outputs
 from genguard.embedders.bundled.faces import FoundFace
-from genguard.embedders.bundled.proposals import Proposal, nudenet_face_proposals
 from genguard.embedders.bundled.inputs import letterbox, nsfw_view
+from genguard.embedders.bundled.proposals import Proposal, nudenet_face_proposals
 
 __all__ = ["NUDENET_LABELS", "BundledEmbedder"]
 

@@ -28,16 +28,16 @@ landmarks, then dlib's chip extraction, the geometry the age network was trained
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from genguard._types import Box, FloatArray, RGBArray
-from genguard.embedders.bundled.proposals import PROPOSAL_CONFIRM, PROPOSAL_ZOOM, SUPPORT, Proposal
 from genguard.embedders.bundled.boxes import Candidate, clip_box, iou, iou_xyxy, weighted_nms
+from genguard.embedders.bundled.proposals import PROPOSAL_CONFIRM, PROPOSAL_ZOOM, SUPPORT, Proposal
 from genguard.embedders.bundled.resizing import resize
 
 __all__ = ["ACCEPT", "CANDIDATE", "CONFIRM", "DETAIL_MAX", "STRONG", "STRONG_CONFIRM", "FaceFinder", "FoundFace", "Search", "clip_box", "face_chip", "iou"]
@@ -155,7 +155,7 @@ class FaceFinder:
         """The faces of a :meth:`search`: candidates kept or checked on a zoomed view, and proposals checked."""
         works, scales, merged = search.works, search.scales, search.merged
         if proposals is not None and len(proposals) != len(works):
-            raise ValueError(f"find got {len(works)} frames but {len(proposals)} proposal lists")
+            raise ValueError(f"{len(works)} frames but {len(proposals)} proposal lists")
         props = [[(np.asarray(b, np.float64) * scales[i], sc) for b, sc in p] for i, p in enumerate(proposals or [[]] * len(works))]
         backed = {  # candidates a proposal of at least SUPPORT overlaps: kept without the zoomed check
             (i, j) for i, faces in enumerate(merged) for j, f in enumerate(faces) if any(sc >= SUPPORT and iou_xyxy(f[0], b) > 0.2 for b, sc in props[i])
