@@ -2,7 +2,7 @@
 
 Every whole-frame model input (NudeNet's 320 px letterbox, open_nsfw's 256 px view, the
 face finder's views) is a large frame shrunk several times. Area averaging straight
-from 1024 to 320 px costs OpenCV about ten times as much as an exact 2 x 2 average, so
+from 1024 to 320 px costs OpenCV several times as much as an exact 2 x 2 average, so
 :func:`halve_to` first takes exact halvings while the result stays at least the
 target size (times 1.5), and the last step shrinks by 1.5 to 3. Each output pixel is still
 an average over the input pixels it covers; only where its edge cuts a 2 x 2 block are
